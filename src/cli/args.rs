@@ -1,0 +1,175 @@
+//! Pattern flags shared by every subcommand (SPEC section 4, `PATTERN`).
+
+use super::CliError;
+use crate::pattern::{Pattern, PatternKind, PatternParams, DEFAULT_BLOCK};
+
+/// Parses a non-negative integer flag value.
+pub fn parse_count(s: &str) -> Result<usize, String> {
+    s.trim()
+        .parse::<usize>()
+        .map_err(|_| format!("expected a non-negative integer, got {s:?}"))
+}
+
+/// Parses a 64-bit seed.
+fn parse_seed(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("expected an integer from 0 to {}, got {s:?}", u64::MAX))
+}
+
+/// Parses a pattern name.
+fn parse_kind(s: &str) -> Result<PatternKind, String> {
+    PatternKind::from_name(&s.trim().to_ascii_lowercase()).ok_or_else(|| {
+        let names: Vec<_> = PatternKind::ALL.iter().map(|k| k.name()).collect();
+        format!(
+            "unknown pattern {s:?}; expected one of {}",
+            names.join(", ")
+        )
+    })
+}
+
+/// `--pattern NAME --n N [--stride K] [--window W] [--causal] [--global G] [--summary C]
+/// [--block B] [--random R] [--seed S]`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PatternArgs {
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird.
+    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
+    pub pattern: PatternKind,
+    /// Sequence length n (1 to 16777216).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub n: usize,
+    #[command(flatten)]
+    pub rest: PatternExtras,
+}
+
+/// The optional pattern parameters.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct PatternExtras {
+    /// Stride K (atrous, sparse) or L (strided, fixed), ≥ 1.
+    #[arg(long, value_name = "K", value_parser = parse_count)]
+    pub stride: Option<usize>,
+    /// Window W ≥ 0 in tokens (local, sparse, longformer) or blocks (bigbird, default 1).
+    #[arg(long, value_name = "W", value_parser = parse_count)]
+    pub window: Option<usize>,
+    /// Keep only keys j ≤ i (decoder-only models).
+    #[arg(long)]
+    pub causal: bool,
+    /// Global tokens (longformer) or global blocks (bigbird), ≥ 0.
+    #[arg(long, value_name = "G", value_parser = parse_count)]
+    pub global: Option<usize>,
+    /// Summary columns C of the fixed pattern, 1..=L (default 1).
+    #[arg(long, value_name = "C", value_parser = parse_count)]
+    pub summary: Option<usize>,
+    /// Block size B (bigbird blocks; block statistics and block kernels), default 64.
+    #[arg(long, value_name = "B", value_parser = parse_count)]
+    pub block: Option<usize>,
+    /// Random blocks per block row (bigbird), ≥ 0.
+    #[arg(long, value_name = "R", value_parser = parse_count)]
+    pub random: Option<usize>,
+    /// Seed of bigbird's random blocks.
+    #[arg(long, value_name = "S", value_parser = parse_seed)]
+    pub seed: Option<u64>,
+}
+
+impl PatternExtras {
+    fn apply(&self, mut p: PatternParams) -> PatternParams {
+        p.stride = self.stride;
+        p.window = self.window;
+        p.causal = self.causal;
+        p.global = self.global.unwrap_or(0);
+        p.summary = self.summary;
+        p.block = self.block.unwrap_or(DEFAULT_BLOCK);
+        p.random = self.random.unwrap_or(0);
+        p.seed = self.seed.unwrap_or(0);
+        p
+    }
+}
+
+impl PatternArgs {
+    /// The raw parameters.
+    pub fn params(&self) -> PatternParams {
+        self.rest.apply(PatternParams::new(self.pattern, self.n))
+    }
+
+    /// The block size for statistics and block kernels (`--block`, default 64), validated.
+    pub fn block(&self) -> Result<usize, CliError> {
+        let b = self.rest.block.unwrap_or(DEFAULT_BLOCK);
+        if b == 0 || b > crate::pattern::MAX_BLOCK {
+            return Err(CliError::Usage(format!(
+                "--block {b} is out of range: expected an integer from 1 to {}",
+                crate::pattern::MAX_BLOCK
+            )));
+        }
+        Ok(b)
+    }
+
+    /// Validates into a pattern.
+    pub fn build(&self) -> Result<Pattern, CliError> {
+        self.block()?;
+        Ok(self.params().build()?)
+    }
+}
+
+/// Pattern flags where every one is optional (`attnscope gui`).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OptionalPatternArgs {
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird.
+    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
+    pub pattern: Option<PatternKind>,
+    /// Sequence length n (1 to 65536 in the app).
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub n: Option<usize>,
+    #[command(flatten)]
+    pub rest: PatternExtras,
+}
+
+impl OptionalPatternArgs {
+    /// Whether any flag was given.
+    pub fn is_empty(&self) -> bool {
+        self.pattern.is_none() && self.n.is_none()
+    }
+
+    /// The parameters these flags give, on top of `base` (the app's saved settings).
+    pub fn params_over(&self, base: &PatternParams) -> PatternParams {
+        let mut p = base.clone();
+        if let Some(k) = self.pattern {
+            p.kind = k;
+        }
+        if let Some(n) = self.n {
+            p.n = n;
+        }
+        let r = &self.rest;
+        p.stride = r.stride.or(p.stride);
+        p.window = r.window.or(p.window);
+        p.causal |= r.causal;
+        p.global = r.global.unwrap_or(p.global);
+        p.summary = r.summary.or(p.summary);
+        p.block = r.block.unwrap_or(p.block);
+        p.random = r.random.unwrap_or(p.random);
+        p.seed = r.seed.unwrap_or(p.seed);
+        p
+    }
+
+    /// Checks the flags that were given (a pattern with missing parameters takes the
+    /// app's defaults, so only values given are checked here).
+    pub fn validate(&self) -> Result<(), CliError> {
+        if let Some(n) = self.n {
+            if n == 0 || n > crate::APP_MAX_N {
+                return Err(CliError::Usage(format!(
+                    "--n {n} is out of range: the app takes a sequence length from 1 to {}",
+                    crate::APP_MAX_N
+                )));
+            }
+        }
+        if self.pattern.is_some() && self.n.is_some() {
+            let mut p = self.params_over(&crate::pattern::PatternParams::new(
+                self.pattern.unwrap_or(PatternKind::Sparse),
+                self.n.unwrap_or(64),
+            ));
+            p.stride = p.stride.or(Some(4));
+            p.window = p.window.or(Some(3));
+            p.build()?;
+        }
+        Ok(())
+    }
+}

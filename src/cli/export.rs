@@ -1,0 +1,55 @@
+//! `attnscope export`: a mask as PNG or .npy.
+
+use super::{args::PatternArgs, parse_count, CliError};
+use crate::export::{write_mask, PngOptions};
+use crate::render::Colormap;
+use std::path::PathBuf;
+
+/// Arguments of `attnscope export`.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub pattern: PatternArgs,
+    /// Output file: .png or .npy.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub output: PathBuf,
+    /// PNG pixels per cell side (1 to 64).
+    #[arg(long, value_name = "S", default_value = "1", value_parser = parse_count)]
+    pub scale: usize,
+    /// PNG colormap: gray, viridis, magma, inferno, plasma, cividis, turbo, blues.
+    #[arg(long, value_name = "NAME", default_value = "gray")]
+    pub colormap: String,
+    /// Draw block grid lines every B cells (PNG only).
+    #[arg(long, value_name = "B", value_parser = parse_count)]
+    pub grid: Option<usize>,
+}
+
+pub fn run(a: ExportArgs) -> Result<(), CliError> {
+    if !(1..=64).contains(&a.scale) {
+        return Err(CliError::Usage(format!(
+            "--scale {} is out of range: expected an integer from 1 to 64",
+            a.scale
+        )));
+    }
+    let colormap = Colormap::from_name(&a.colormap).ok_or_else(|| {
+        let names: Vec<_> = Colormap::ALL.iter().map(|c| c.name()).collect();
+        CliError::Usage(format!(
+            "unknown --colormap {:?}; expected one of {}",
+            a.colormap,
+            names.join(", ")
+        ))
+    })?;
+    if a.grid == Some(0) {
+        return Err(CliError::Usage(
+            "--grid 0 is out of range: expected a block size ≥ 1".into(),
+        ));
+    }
+    let p = a.pattern.build()?;
+    let opts = PngOptions {
+        scale: a.scale as u32,
+        colormap,
+        grid: a.grid,
+    };
+    write_mask(&p, &a.output, opts)?;
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! The command line: raw arguments (clap) → one validated config → the engine.
+//!
+//! Every failure ends here as one `error:` line on stderr: exit 2 for bad usage or bad input,
+//! exit 1 for a failure at run time (I/O).
+
+mod args;
+mod export;
+mod stats;
+
+pub use args::{parse_count, PatternArgs};
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// attnscope: see and measure sparse attention (atrous, local, sparse and friends).
+#[derive(Debug, Parser)]
+#[command(name = "attnscope", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do; without a subcommand the desktop app opens.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands of SPEC section 4.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open the desktop app with these settings.
+    Gui(GuiArgs),
+    /// Write a mask as PNG (one cell = S×S pixels) or .npy (bool, shape (n, n)).
+    Export(export::ExportArgs),
+    /// Print nnz, density, FLOPs and block statistics of a pattern.
+    Stats(stats::StatsArgs),
+}
+
+/// Arguments of `attnscope gui`.
+#[derive(Debug, clap::Args, Default)]
+pub struct GuiArgs {
+    /// The pattern to open with (all optional).
+    #[command(flatten)]
+    pub pattern: args::OptionalPatternArgs,
+}
+
+/// A failure at the command-line edge, with its exit status.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad usage or bad input: exit 2.
+    Usage(String),
+    /// Failure at run time (I/O): exit 1.
+    Runtime(String),
+}
+
+impl CliError {
+    /// The process exit status of this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Runtime(_) => 1,
+        }
+    }
+
+    /// The message, without the `error:` prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            CliError::Usage(m) | CliError::Runtime(m) => m,
+        }
+    }
+}
+
+impl From<crate::pattern::PatternError> for CliError {
+    fn from(e: crate::pattern::PatternError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+impl From<crate::export::ExportError> for CliError {
+    fn from(e: crate::export::ExportError) -> Self {
+        if e.is_usage() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Runtime(e.to_string())
+        }
+    }
+}
+
+/// What `main` should do after parsing.
+pub enum Outcome {
+    /// Open the desktop app with these optional settings.
+    Gui(GuiArgs),
+    /// Done; exit with this status.
+    Exit(ExitCode),
+}
+
+/// Parses `args` and runs the command; GUI launches are handed back to `main`.
+pub fn run<I, T>(args: I) -> Outcome
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return Outcome::Exit(clap_exit(e)),
+    };
+    let result = match cli.command {
+        None => return Outcome::Gui(GuiArgs::default()),
+        Some(Command::Gui(g)) => match g.pattern.validate() {
+            Ok(_) => return Outcome::Gui(g),
+            Err(e) => Err(e),
+        },
+        Some(Command::Export(a)) => export::run(a),
+        Some(Command::Stats(a)) => stats::run(a),
+    };
+    Outcome::Exit(finish(result))
+}
+
+/// Prints an error as one `error:` line and turns the result into an exit status.
+pub fn finish(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let msg = e.message().replace('\n', " ");
+            eprintln!("error: {msg}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Help and version go to stdout with exit 0; any other clap error becomes one line, exit 2.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // Clap's message may continue on indented lines (e.g. the missing flags); keep
+            // everything before the usage section, folded onto one line.
+            let rendered = e.render().to_string();
+            let text: Vec<&str> = rendered
+                .lines()
+                .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            let joined = text.join(" ");
+            let first = joined.strip_prefix("error: ").unwrap_or(&joined);
+            let first = if first.is_empty() {
+                "invalid arguments"
+            } else {
+                first
+            };
+            eprintln!("error: {first}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `attnscope stats`: exact counts of a pattern, as a table or one JSON object.
+
+use super::{args::PatternArgs, parse_count, CliError};
+use crate::stats::PatternStats;
+
+/// Arguments of `attnscope stats`.
+#[derive(Debug, clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    pub pattern: PatternArgs,
+    /// Head dimension d for the FLOP counts.
+    #[arg(long, value_name = "D", default_value = "64", value_parser = parse_count)]
+    pub d: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: StatsArgs) -> Result<(), CliError> {
+    if a.d == 0 {
+        return Err(CliError::Usage(
+            "--d 0 is out of range: expected a head dimension ≥ 1".into(),
+        ));
+    }
+    let block = a.pattern.block()?;
+    let p = a.pattern.build()?;
+    let s = PatternStats::compute(&p, a.d, block)?;
+    if a.json {
+        let json =
+            serde_json::to_string_pretty(&s).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", s.table());
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! # attnscope
+//!
+//! See and measure sparse attention. attnscope computes the masks of the atrous (dilated),
+//! local and sparse (atrous ∪ local) self-attention of GPT-3 and the Sparse Transformer —
+//! and of strided, fixed, Longformer and BigBird — counts them exactly, lays them out as
+//! CSR and block-sparse structures, and renders them.
+//!
+//! ```
+//! use attnscope::pattern::{BlockStats, PatternKind, PatternParams};
+//!
+//! // The seed's example: n = 64, stride k = 4, window w = 3.
+//! let sparse = PatternParams::new(PatternKind::Sparse, 64).stride(4).window(3).build()?;
+//! assert!(sparse.allows(10, 2)); // distance 8 is a multiple of k
+//! assert!(sparse.allows(10, 7)); // distance 3 is inside the window
+//! assert!(!sparse.allows(10, 5)); // distance 5 is neither
+//! assert_eq!(sparse.nnz(), 1396); // local 436 + atrous 1024 − diagonal 64
+//! let blocks = BlockStats::compute(&sparse, 16)?;
+//! assert_eq!(blocks.blocks_empty, 0);
+//! # Ok::<(), attnscope::pattern::PatternError>(())
+//! ```
+
+pub mod cli;
+pub mod export;
+pub mod pattern;
+pub mod render;
+pub mod stats;
+
+/// Largest sequence length the desktop app accepts.
+pub const APP_MAX_N: usize = 65_536;
