@@ -207,9 +207,15 @@ pub fn atomic_write(
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".attnscope-")
-        .suffix(".part")
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".attnscope-").suffix(".part");
+    #[cfg(unix)]
+    {
+        // tempfile creates 0600 files; an exported mask should be readable like any other file.
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder
         .tempfile_in(dir)
         .map_err(io)?;
     {
