@@ -215,9 +215,7 @@ pub fn atomic_write(
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o644));
     }
-    let mut tmp = builder
-        .tempfile_in(dir)
-        .map_err(io)?;
+    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
     {
         let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         body(&mut w).map_err(io)?;

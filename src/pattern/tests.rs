@@ -243,7 +243,7 @@ fn any_params() -> impl Strategy<Value = PatternParams> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn count_in_range_matches_brute_force(params in any_params(), a in 0usize..60, b in 0usize..60, i in 0usize..48) {
@@ -254,6 +254,7 @@ proptest! {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn count_rect_matches_brute_force(params in any_params(), r in (0usize..50, 0usize..50), c in (0usize..50, 0usize..50)) {
         let p = params.build().unwrap();
         let n = p.n();
@@ -323,6 +324,44 @@ proptest! {
             for i in 0..p.n() {
                 for j in 0..p.n() {
                     prop_assert_eq!(r.counts[i * p.n() + j], p.allows(i, j) as u64);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn count_rect_on_every_rectangle_of_small_masks() {
+    let n = 11;
+    for kind in PatternKind::ALL {
+        for causal in [false, true] {
+            let p = PatternParams::new(kind, n)
+                .stride(3)
+                .window(1)
+                .summary(2)
+                .block(3)
+                .global(1)
+                .random(1)
+                .seed(5)
+                .causal(causal)
+                .build()
+                .unwrap();
+            for i0 in 0..n {
+                for i1 in i0 + 1..=n {
+                    for j0 in 0..n {
+                        for j1 in j0 + 1..=n {
+                            let brute = (i0..i1)
+                                .flat_map(|i| (j0..j1).map(move |j| (i, j)))
+                                .filter(|&(i, j)| p.allows(i, j))
+                                .count() as u64;
+                            assert_eq!(
+                                p.count_rect(i0..i1, j0..j1),
+                                brute,
+                                "{} rows {i0}..{i1} cols {j0}..{j1}",
+                                p.label()
+                            );
+                        }
+                    }
                 }
             }
         }
