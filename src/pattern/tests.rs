@@ -367,3 +367,18 @@ fn count_rect_on_every_rectangle_of_small_masks() {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// The per-diagonal shortcut of Toeplitz masks agrees with the tile-by-tile layout.
+    #[test]
+    fn block_stats_shortcut_matches_layout(params in any_params(), n in 1usize..300, block in 1usize..40) {
+        let mut params = params;
+        params.n = n;
+        let p = params.build().unwrap();
+        let fast = BlockStats::compute(&p, block).unwrap();
+        let slow = BlockLayout::build(&p, block).unwrap().stats;
+        prop_assert_eq!(fast, slow);
+    }
+}
