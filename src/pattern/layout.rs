@@ -229,12 +229,42 @@ impl BlockLayout {
         check_block(p, block)?;
         let nb = n.div_ceil(block);
         let span = |b: usize| b * block..((b + 1) * block).min(n);
+        // Candidate block columns of block row bi. For a Toeplitz mask a tile on block diagonal
+        // δ = bi − bj holds distances d ∈ [δB − B + 1, δB + B − 1]; only diagonals where some
+        // such d is allowed can hold a non-empty tile, so the layout costs O(n + tiles).
+        let diagonals: Option<Vec<i64>> = p.kind().is_toeplitz().then(|| {
+            let (b, ni) = (block as i64, n as i64);
+            (-(nb as i64) + 1..nb as i64)
+                .rev()
+                .filter(|&delta| {
+                    let lo = (delta * b - b + 1).max(-ni + 1);
+                    let hi = (delta * b + b - 1).min(ni - 1);
+                    (lo..=hi).any(|d| p.allows_distance(d))
+                })
+                .collect()
+        });
+        if diagonals.is_none() && (nb as u64) * (nb as u64) > MAX_TILES {
+            return Err(PatternError::TooLarge {
+                what: "a block layout of this pattern",
+                needed: nb as u64 * nb as u64,
+                limit: MAX_TILES,
+            });
+        }
         let rows: Vec<Vec<(u32, BlockKind, u32)>> = (0..nb)
             .into_par_iter()
             .map(|bi| {
                 let r = span(bi);
                 let mut tiles = Vec::new();
-                for bj in 0..nb {
+                let candidates: Box<dyn Iterator<Item = usize>> = match &diagonals {
+                    Some(ds) => Box::new(
+                        ds.iter()
+                            .map(move |&delta| bi as i64 - delta)
+                            .filter(|&bj| bj >= 0 && bj < nb as i64)
+                            .map(|bj| bj as usize),
+                    ),
+                    None => Box::new(0..nb),
+                };
+                for bj in candidates {
                     let c = span(bj);
                     let area = (r.len() * c.len()) as u64;
                     let count = p.count_rect(r.clone(), c);
