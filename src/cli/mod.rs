@@ -5,6 +5,7 @@
 
 mod args;
 mod export;
+mod reach;
 mod stats;
 
 pub use args::{parse_count, PatternArgs};
@@ -30,6 +31,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Print nnz, density, FLOPs and block statistics of a pattern.
     Stats(stats::StatsArgs),
+    /// Print the fraction of pairs reachable through L stacked layers (receptive field).
+    Reach(reach::ReachArgs),
 }
 
 /// Arguments of `attnscope gui`.
@@ -108,6 +111,7 @@ where
         },
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Stats(a)) => stats::run(a),
+        Some(Command::Reach(a)) => reach::run(a),
     };
     Outcome::Exit(finish(result))
 }

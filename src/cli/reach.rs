@@ -1,0 +1,110 @@
+//! `attnscope reach`: how much of the sequence each query can see after L stacked layers.
+
+use super::{args::PatternArgs, parse_count, CliError};
+use crate::pattern::{Pattern, PatternKind};
+use crate::reach::{self, ReachLayer, ReachOptions, ReachReport, Schedule};
+use std::sync::atomic::AtomicBool;
+
+/// Arguments of `attnscope reach`.
+#[derive(Debug, clap::Args)]
+pub struct ReachArgs {
+    #[command(flatten)]
+    pub pattern: PatternArgs,
+    /// Number of stacked layers L (1 to 4096); coverage is printed for l = 1..L.
+    #[arg(long, value_name = "L", value_parser = parse_count)]
+    pub layers: usize,
+    /// Per-layer pattern names, repeated cyclically (e.g. dense,local for GPT-3); every entry
+    /// takes the other PATTERN flags (n, stride, window, causal, …) and replaces --pattern.
+    #[arg(long, value_name = "LIST")]
+    pub schedule: Option<String>,
+    /// Search for full coverage up to this many layers (default: L).
+    #[arg(long, value_name = "M", value_parser = parse_count)]
+    pub max_layers: Option<usize>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The JSON object of `reach --json` (SPEC section 4, plus the full-coverage search).
+#[derive(serde::Serialize)]
+struct ReachJson<'a> {
+    n: usize,
+    pattern: &'a str,
+    layers: &'a [ReachLayer],
+    layers_to_full: Option<usize>,
+    max_layers: usize,
+}
+
+/// Builds the schedule: the single pattern, or one pattern per `--schedule` entry.
+fn schedule(a: &ReachArgs) -> Result<Schedule, CliError> {
+    a.pattern.block()?;
+    let Some(list) = &a.schedule else {
+        return Ok(Schedule::single(a.pattern.build()?));
+    };
+    let mut layers: Vec<Pattern> = Vec::new();
+    for entry in list.split(',') {
+        let name = entry.trim().to_ascii_lowercase();
+        let kind = PatternKind::from_name(&name).ok_or_else(|| {
+            let names: Vec<_> = PatternKind::ALL.iter().map(|k| k.name()).collect();
+            CliError::Usage(format!(
+                "--schedule entry {entry:?} is not a pattern; expected a comma-separated list of {}",
+                names.join(", ")
+            ))
+        })?;
+        let mut params = a.pattern.params();
+        params.kind = kind;
+        layers.push(params.build()?);
+    }
+    Schedule::new(layers).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+pub fn run(a: ReachArgs) -> Result<(), CliError> {
+    let s = schedule(&a)?;
+    let opts = ReachOptions {
+        layers: a.layers,
+        max_layers: a.max_layers.unwrap_or(a.layers),
+        raster_side: 0,
+    };
+    let r = reach::compute(&s, &opts, &AtomicBool::new(false), &|_, _| {})
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if a.json {
+        let obj = ReachJson {
+            n: r.n,
+            pattern: &r.pattern,
+            layers: &r.layers,
+            layers_to_full: r.layers_to_full,
+            max_layers: r.max_layers,
+        };
+        let json =
+            serde_json::to_string_pretty(&obj).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", table(&r));
+    }
+    Ok(())
+}
+
+/// The human-readable table.
+fn table(r: &ReachReport) -> String {
+    let mut s = format!("reach of {}, n = {}\n", r.pattern, r.n);
+    s += &format!(
+        "{:>6}  {:>20}  {:>9}\n",
+        "layers", "reachable_pairs", "coverage"
+    );
+    for l in &r.layers {
+        s += &format!(
+            "{:>6}  {:>20}  {:>8.4}%\n",
+            l.layer,
+            l.reachable_pairs,
+            100.0 * l.coverage
+        );
+    }
+    s += &match r.layers_to_full {
+        Some(l) => format!("every pair is reachable after {l} layer(s)\n"),
+        None => format!(
+            "not every pair is reachable within {} layer(s)\n",
+            r.max_layers
+        ),
+    };
+    s
+}

@@ -1,0 +1,177 @@
+//! `attnscope reach` through the real binary: exit codes, JSON keys, values.
+
+use std::process::Command;
+
+fn attnscope(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_attnscope"))
+        .args(args)
+        .output()
+        .expect("run attnscope");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn reach_json_has_the_spec_keys_and_exact_values() {
+    let (code, stdout, stderr) = attnscope(&[
+        "reach",
+        "--pattern",
+        "sparse",
+        "--n",
+        "64",
+        "--stride",
+        "4",
+        "--window",
+        "3",
+        "--layers",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
+    assert_eq!(v["n"], 64);
+    assert_eq!(v["pattern"], "sparse(k=4, w=3)");
+    let layers = v["layers"].as_array().expect("layers list");
+    assert_eq!(layers.len(), 3);
+    // Layer 1 is the mask itself: nnz = 1396 (local 436 + atrous 1024 − diagonal 64).
+    assert_eq!(layers[0]["layer"], 1);
+    assert_eq!(layers[0]["reachable_pairs"], 1396);
+    assert!((layers[0]["coverage"].as_f64().unwrap() - 1396.0 / 4096.0).abs() < 1e-12);
+    // w = k − 1: every pair after two layers.
+    assert_eq!(layers[1]["reachable_pairs"], 4096);
+    assert_eq!(layers[1]["coverage"], 1.0);
+    assert_eq!(layers[2]["layer"], 3);
+    assert_eq!(v["layers_to_full"], 2);
+}
+
+#[test]
+fn reach_table_and_schedule() {
+    let (code, stdout, _) = attnscope(&[
+        "reach",
+        "--pattern",
+        "atrous",
+        "--n",
+        "64",
+        "--stride",
+        "4",
+        "--layers",
+        "8",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("reach of atrous(k=4), n = 64"), "{stdout}");
+    assert!(stdout.contains("25.0000%"), "{stdout}");
+    assert!(
+        stdout.contains("not every pair is reachable within 8 layer(s)"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = attnscope(&[
+        "reach",
+        "--pattern",
+        "local",
+        "--n",
+        "100",
+        "--window",
+        "2",
+        "--schedule",
+        "local,dense",
+        "--layers",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["pattern"], "schedule(local(w=2) | dense)");
+    assert_eq!(v["layers"][0]["reachable_pairs"], 100 + 2 * 99 + 2 * 98);
+    assert_eq!(v["layers"][1]["coverage"], 1.0);
+}
+
+#[test]
+fn reach_full_coverage_search_cap() {
+    let (code, stdout, _) = attnscope(&[
+        "reach",
+        "--pattern",
+        "local",
+        "--n",
+        "64",
+        "--window",
+        "3",
+        "--layers",
+        "1",
+        "--max-layers",
+        "30",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["layers"].as_array().unwrap().len(), 1);
+    assert_eq!(v["layers_to_full"], 21); // ceil(63 / 3)
+    assert_eq!(v["max_layers"], 30);
+}
+
+#[test]
+fn reach_bad_input_is_one_error_line_with_exit_2() {
+    for args in [
+        &[
+            "reach",
+            "--pattern",
+            "local",
+            "--n",
+            "64",
+            "--window",
+            "3",
+            "--layers",
+            "0",
+        ][..],
+        &["reach", "--pattern", "local", "--n", "64", "--window", "3"][..],
+        &["reach", "--pattern", "atrous", "--n", "64", "--layers", "2"][..],
+        &[
+            "reach",
+            "--pattern",
+            "local",
+            "--n",
+            "64",
+            "--window",
+            "3",
+            "--layers",
+            "2",
+            "--schedule",
+            "dense,nope",
+        ][..],
+        &[
+            "reach",
+            "--pattern",
+            "dense",
+            "--n",
+            "300000",
+            "--layers",
+            "1",
+        ][..],
+    ] {
+        let (code, stdout, stderr) = attnscope(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty());
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+    let (_, _, stderr) = attnscope(&[
+        "reach",
+        "--pattern",
+        "local",
+        "--n",
+        "64",
+        "--window",
+        "3",
+        "--layers",
+        "2",
+        "--schedule",
+        "dense,nope",
+    ]);
+    assert!(
+        stderr.contains("\"nope\"") && stderr.contains("dense, local"),
+        "{stderr}"
+    );
+}
