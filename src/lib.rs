@@ -22,6 +22,7 @@
 pub mod cli;
 pub mod export;
 pub mod pattern;
+pub mod presets;
 pub mod reach;
 pub mod render;
 pub mod stats;
