@@ -19,6 +19,7 @@
 //! # Ok::<(), attnscope::pattern::PatternError>(())
 //! ```
 
+pub mod app;
 pub mod cli;
 pub mod export;
 pub mod pattern;

@@ -1,0 +1,482 @@
+//! The work behind the Masks view, run on the `attnscope-masks` worker thread: build each
+//! pattern, count its statistics, rasterise it (whole and zoomed region) and colour the pixels.
+//!
+//! Pixel `(x, y)` of an image covers queries `rows` and keys `cols` split as in
+//! [`Raster`]; the UI only uploads the finished RGBA buffers as `NEAREST` textures.
+
+use super::settings::{tiles, MapId, MAX_TILES};
+use super::worker::Job;
+use crate::pattern::{BlockKind, Pattern, PatternParams, Raster};
+use crate::render::Colormap;
+use crate::stats::PatternStats;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// Colour of cells allowed by the local window only (blue).
+pub const LOCAL_RGB: [u8; 3] = [78, 154, 232];
+/// Colour of cells allowed by the atrous stride only (orange).
+pub const ATROUS_RGB: [u8; 3] = [242, 142, 43];
+/// Colour of cells allowed by both (magenta).
+pub const BOTH_RGB: [u8; 3] = [235, 70, 150];
+/// Block overlay tint of full tiles (green).
+pub const FULL_RGBA: [u8; 4] = [60, 200, 90, 110];
+/// Block overlay tint of partial tiles (yellow).
+pub const PARTIAL_RGBA: [u8; 4] = [250, 210, 40, 95];
+/// Block overlay tint of empty tiles (grey-red).
+pub const EMPTY_RGBA: [u8; 4] = [200, 60, 60, 70];
+
+/// Background of mask images (cells with nothing allowed).
+pub fn background(dark: bool) -> [u8; 3] {
+    if dark {
+        [18, 20, 24]
+    } else {
+        [252, 252, 252]
+    }
+}
+
+/// A sub-rectangle of the matrix and the pixel grid to draw it on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Region {
+    /// Query rows.
+    pub rows: Range<usize>,
+    /// Key columns.
+    pub cols: Range<usize>,
+    /// Pixels across.
+    pub width: usize,
+    /// Pixels down.
+    pub height: usize,
+}
+
+/// One request to the masks worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaskJob {
+    /// The maps to draw.
+    pub maps: Vec<(MapId, PatternParams)>,
+    /// Block size B.
+    pub block: usize,
+    /// Head dimension d (FLOPs).
+    pub d: usize,
+    /// Largest side of the whole-matrix images, in pixels.
+    pub side: usize,
+    /// A zoomed region to draw sharper, if the view shows only part of the matrix.
+    pub region: Option<Region>,
+    /// Colormap of the selected pattern.
+    pub colormap: Colormap,
+    /// Dark background.
+    pub dark: bool,
+    /// Also draw the block overlay.
+    pub blocks: bool,
+}
+
+/// An RGBA image of part of a mask.
+#[derive(Clone, Debug)]
+pub struct MaskImage {
+    /// RGBA8, row-major, `width × height`.
+    pub rgba: Vec<u8>,
+    /// Pixels across.
+    pub width: usize,
+    /// Pixels down.
+    pub height: usize,
+    /// Query rows covered.
+    pub rows: Range<usize>,
+    /// Key columns covered.
+    pub cols: Range<usize>,
+}
+
+/// Everything the Masks view shows for one map.
+#[derive(Clone, Debug)]
+pub struct MapOut {
+    /// Which map.
+    pub id: MapId,
+    /// The pattern, or why it is invalid.
+    pub pattern: Result<Arc<Pattern>, String>,
+    /// Statistics, or why they were skipped.
+    pub stats: Result<PatternStats, String>,
+    /// Allowed pairs (also known when block statistics are skipped).
+    pub nnz: u64,
+    /// The whole matrix.
+    pub full: Option<MaskImage>,
+    /// The zoomed region, sharper.
+    pub region: Option<MaskImage>,
+    /// Block overlay over the whole matrix.
+    pub blocks_full: Option<MaskImage>,
+    /// Block overlay over the zoomed region.
+    pub blocks_region: Option<MaskImage>,
+}
+
+/// The worker's answer to a [`MaskJob`].
+#[derive(Clone, Debug)]
+pub struct MaskResult {
+    /// The job answered.
+    pub job: MaskJob,
+    /// One entry per map, in job order.
+    pub maps: Vec<MapOut>,
+    /// Time the worker spent, in milliseconds.
+    pub elapsed_ms: f64,
+}
+
+/// What the worker keeps between jobs so that zooming does not recount statistics.
+#[derive(Default)]
+pub struct MaskCache {
+    stats: HashMap<(String, usize, usize), StatsEntry>,
+    full: HashMap<FullKey, Raster>,
+}
+
+/// Statistics (or why skipped) and nnz of one pattern.
+type StatsEntry = (Result<PatternStats, String>, u64);
+
+/// `(parameters as text, side)`: `PatternParams` is not `Hash`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FullKey(String, usize);
+
+impl MaskCache {
+    fn stats(
+        &mut self,
+        p: &Pattern,
+        params: &PatternParams,
+        block: usize,
+        d: usize,
+    ) -> (Result<PatternStats, String>, u64) {
+        let key = (format!("{params:?}"), block, d);
+        if let Some(v) = self.stats.get(&key) {
+            return v.clone();
+        }
+        let v = if tiles(p.n(), block) > MAX_TILES {
+            (
+                Err(format!(
+                    "block statistics skipped: {} tiles of B = {block}",
+                    crate::stats::group(tiles(p.n(), block))
+                )),
+                p.nnz(),
+            )
+        } else {
+            match PatternStats::compute(p, d, block) {
+                Ok(s) => {
+                    let nnz = s.nnz;
+                    (Ok(s), nnz)
+                }
+                Err(e) => (Err(e.to_string()), p.nnz()),
+            }
+        };
+        if self.stats.len() > 64 {
+            self.stats.clear();
+        }
+        self.stats.insert(key, v.clone());
+        v
+    }
+
+    fn full_raster(&mut self, p: &Pattern, params: &PatternParams, side: usize) -> Raster {
+        let key = FullKey(format!("{params:?}"), side);
+        if let Some(r) = self.full.get(&key) {
+            return r.clone();
+        }
+        let r = Raster::build(p, side);
+        if self.full.len() > 16 {
+            self.full.clear();
+        }
+        self.full.insert(key, r.clone());
+        r
+    }
+}
+
+/// Runs one job; `None` when cancelled.
+pub fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<MaskResult> {
+    let t0 = std::time::Instant::now();
+    let mut maps = Vec::with_capacity(job.maps.len());
+    // Rasters of the atrous and local maps, kept to colour the sparse map by origin.
+    let mut parts: HashMap<MapId, (Raster, Option<Raster>)> = HashMap::new();
+    let total = job.maps.len().max(1) as u32;
+    for (step, (id, params)) in job.maps.iter().enumerate() {
+        if ctl.cancelled() {
+            return None;
+        }
+        ctl.set_progress(step as u32 * 1000 / total);
+        let p = match params.build() {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                maps.push(MapOut {
+                    id: *id,
+                    pattern: Err(e.to_string()),
+                    stats: Err(e.to_string()),
+                    nnz: 0,
+                    full: None,
+                    region: None,
+                    blocks_full: None,
+                    blocks_region: None,
+                });
+                continue;
+            }
+        };
+        let (stats, nnz) = cache.stats(&p, params, job.block, job.d);
+        let full_r = cache.full_raster(&p, params, job.side);
+        let region_r = job.region.as_ref().filter(|_| p.n() > job.side).map(|g| {
+            Raster::build_region(
+                &p,
+                clip(&g.rows, p.n()),
+                clip(&g.cols, p.n()),
+                g.width,
+                g.height,
+            )
+        });
+        if ctl.cancelled() {
+            return None;
+        }
+        let colour = |r: &Raster| -> MaskImage {
+            match id {
+                MapId::Sparse => {
+                    let local = parts.get(&MapId::Local);
+                    let atrous = parts.get(&MapId::Atrous);
+                    let pick = |pr: Option<&(Raster, Option<Raster>)>| {
+                        pr.and_then(|(f, reg)| {
+                            if same_grid(f, r) {
+                                Some(f.clone())
+                            } else {
+                                reg.as_ref().filter(|g| same_grid(g, r)).cloned()
+                            }
+                        })
+                    };
+                    match (pick(local), pick(atrous)) {
+                        (Some(l), Some(a)) => composite(r, &l, &a, job.dark),
+                        _ => tinted(r, BOTH_RGB, job.dark),
+                    }
+                }
+                MapId::Atrous => tinted(r, ATROUS_RGB, job.dark),
+                MapId::Local => tinted(r, LOCAL_RGB, job.dark),
+                MapId::Selected => mapped(r, job.colormap),
+            }
+        };
+        let full = colour(&full_r);
+        let region = region_r.as_ref().map(colour);
+        let (blocks_full, blocks_region) = if job.blocks && tiles(p.n(), job.block) <= MAX_TILES {
+            (
+                Some(block_overlay(&p, job.block, &full_r)),
+                region_r.as_ref().map(|r| block_overlay(&p, job.block, r)),
+            )
+        } else {
+            (None, None)
+        };
+        if matches!(id, MapId::Atrous | MapId::Local) {
+            parts.insert(*id, (full_r, region_r));
+        }
+        maps.push(MapOut {
+            id: *id,
+            pattern: Ok(p),
+            stats,
+            nnz,
+            full: Some(full),
+            region,
+            blocks_full,
+            blocks_region,
+        });
+    }
+    ctl.set_progress(1000);
+    Some(MaskResult {
+        job,
+        maps,
+        elapsed_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+fn clip(r: &Range<usize>, n: usize) -> Range<usize> {
+    let s = r.start.min(n.saturating_sub(1));
+    s..r.end.clamp(s + 1, n)
+}
+
+fn same_grid(a: &Raster, b: &Raster) -> bool {
+    a.col_edges == b.col_edges && a.row_edges == b.row_edges
+}
+
+fn image_of(r: &Raster, rgba: Vec<u8>) -> MaskImage {
+    MaskImage {
+        rgba,
+        width: r.width,
+        height: r.height,
+        rows: r.row_edges[0]..r.row_edges[r.height],
+        cols: r.col_edges[0]..r.col_edges[r.width],
+    }
+}
+
+fn lerp(a: [u8; 3], b: [u8; 3], t: f32) -> [u8; 3] {
+    let t = t.clamp(0.0, 1.0);
+    let m = |x: u8, y: u8| (x as f32 + (y as f32 - x as f32) * t).round() as u8;
+    [m(a[0], b[0]), m(a[1], b[1]), m(a[2], b[2])]
+}
+
+/// Background → `rgb` by the allowed fraction of each pixel.
+pub fn tinted(r: &Raster, rgb: [u8; 3], dark: bool) -> MaskImage {
+    let bg = background(dark);
+    let mut out = Vec::with_capacity(r.counts.len() * 4);
+    for f in r.fractions() {
+        let c = lerp(bg, rgb, f);
+        out.extend_from_slice(&[c[0], c[1], c[2], 255]);
+    }
+    image_of(r, out)
+}
+
+/// The colormap of each pixel's allowed fraction.
+pub fn mapped(r: &Raster, cmap: Colormap) -> MaskImage {
+    image_of(r, crate::render::raster_rgba(r, cmap))
+}
+
+/// The sparse map coloured by origin: local-only, atrous-only and both cells mixed by their
+/// share of each pixel (`both = local + atrous − sparse`).
+pub fn composite(sparse: &Raster, local: &Raster, atrous: &Raster, dark: bool) -> MaskImage {
+    let bg = background(dark);
+    let mut out = Vec::with_capacity(sparse.counts.len() * 4);
+    for y in 0..sparse.height {
+        for x in 0..sparse.width {
+            let t = y * sparse.width + x;
+            let area = sparse.area(x, y).max(1) as f32;
+            let (s, l, a) = (sparse.counts[t], local.counts[t], atrous.counts[t]);
+            let both = (l + a).saturating_sub(s);
+            let lo = l.saturating_sub(both) as f32;
+            let ao = a.saturating_sub(both) as f32;
+            let b = both as f32;
+            let e = (area - s as f32).max(0.0);
+            let mix = |k: usize| {
+                ((lo * LOCAL_RGB[k] as f32
+                    + ao * ATROUS_RGB[k] as f32
+                    + b * BOTH_RGB[k] as f32
+                    + e * bg[k] as f32)
+                    / area)
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            };
+            out.extend_from_slice(&[mix(0), mix(1), mix(2), 255]);
+        }
+    }
+    image_of(sparse, out)
+}
+
+/// The block overlay on the grid of `r`: each pixel takes the kind of the `B × B` tile under
+/// its centre (full, partial or empty, as `BlockLayout` classifies tiles).
+pub fn block_overlay(p: &Pattern, block: usize, r: &Raster) -> MaskImage {
+    let n = p.n();
+    let span = |b: usize| b * block..((b + 1) * block).min(n);
+    let kind = |bi: usize, bj: usize| {
+        let (rows, cols) = (span(bi), span(bj));
+        let area = (rows.len() * cols.len()) as u64;
+        match p.count_rect(rows, cols) {
+            0 => BlockKind::Empty,
+            c if c == area => BlockKind::Full,
+            _ => BlockKind::Partial,
+        }
+    };
+    let mid = |e: &[usize], t: usize| (e[t] + e[t + 1].max(e[t] + 1) - 1) / 2;
+    let bjs: Vec<usize> = (0..r.width).map(|x| mid(&r.col_edges, x) / block).collect();
+    let mut out = Vec::with_capacity(r.width * r.height * 4);
+    let mut last: Option<(usize, Vec<u8>)> = None;
+    for y in 0..r.height {
+        let bi = mid(&r.row_edges, y) / block;
+        if let Some((lbi, line)) = &last {
+            if *lbi == bi {
+                out.extend_from_slice(line);
+                continue;
+            }
+        }
+        let mut line = Vec::with_capacity(r.width * 4);
+        let mut prev: Option<(usize, [u8; 4])> = None;
+        for &bj in &bjs {
+            let c = match prev {
+                Some((pbj, c)) if pbj == bj => c,
+                _ => match kind(bi, bj) {
+                    BlockKind::Full => FULL_RGBA,
+                    BlockKind::Partial => PARTIAL_RGBA,
+                    BlockKind::Empty => EMPTY_RGBA,
+                },
+            };
+            prev = Some((bj, c));
+            line.extend_from_slice(&c);
+        }
+        out.extend_from_slice(&line);
+        last = Some((bi, line));
+    }
+    image_of(r, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::settings::Settings;
+
+    fn job(s: &Settings) -> MaskJob {
+        MaskJob {
+            maps: s.map_params(),
+            block: s.block,
+            d: s.d,
+            side: 256,
+            region: None,
+            colormap: Colormap::Gray,
+            dark: true,
+            blocks: true,
+        }
+    }
+
+    fn run(j: MaskJob) -> MaskResult {
+        let w: super::super::worker::Worker<MaskJob, MaskResult> =
+            super::super::worker::Worker::spawn("attnscope-test", None, {
+                let mut cache = MaskCache::default();
+                move |j, ctl| run_mask_job(j, &mut cache, ctl)
+            });
+        w.submit(j);
+        for _ in 0..5000 {
+            if let Some(r) = w.poll() {
+                return r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        panic!("no result");
+    }
+
+    #[test]
+    fn sparse_cells_are_coloured_by_origin() {
+        let s = Settings::default(); // n = 64, k = 4, w = 3
+        let r = run(job(&s));
+        let sparse = r
+            .maps
+            .iter()
+            .find(|m| m.id == MapId::Sparse)
+            .expect("sparse");
+        let img = sparse.full.as_ref().expect("image");
+        assert_eq!((img.width, img.height), (64, 64));
+        let px = |i: usize, j: usize| {
+            let t = (i * 64 + j) * 4;
+            [img.rgba[t], img.rgba[t + 1], img.rgba[t + 2]]
+        };
+        assert_eq!(px(10, 10), BOTH_RGB); // distance 0: both
+        assert_eq!(px(10, 9), LOCAL_RGB); // distance 1: local only
+        assert_eq!(px(10, 2), ATROUS_RGB); // distance 8: atrous only
+        assert_eq!(px(10, 5), background(true)); // distance 5: neither
+        assert_eq!(sparse.nnz, 1396);
+        let st = sparse.stats.as_ref().expect("stats");
+        assert_eq!(st.flops_useful, 4 * 64 * 1396);
+    }
+
+    #[test]
+    fn large_n_is_downsampled_and_zoom_is_sharp() {
+        let mut s = Settings::default();
+        s.params.n = 65_536;
+        s.block = 64;
+        let mut j = job(&s);
+        j.region = Some(Region {
+            rows: 1000..1064,
+            cols: 1000..1064,
+            width: 64,
+            height: 64,
+        });
+        let r = run(j);
+        for m in &r.maps {
+            let f = m.full.as_ref().expect("full");
+            assert_eq!((f.width, f.height), (256, 256));
+            let g = m.region.as_ref().expect("region");
+            assert_eq!((g.width, g.height, g.rows.clone()), (64, 64, 1000..1064));
+            assert!(m.blocks_full.is_some());
+        }
+        let sparse = &r.maps[2];
+        let g = sparse.region.as_ref().expect("region");
+        // Query 1010 vs key 1002 (distance 8): atrous only, exact at one cell per pixel.
+        let t = (10 * 64 + 2) * 4;
+        assert_eq!(&g.rgba[t..t + 3], &ATROUS_RGB);
+    }
+}

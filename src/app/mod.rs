@@ -1,0 +1,492 @@
+//! The desktop app (eframe/egui): a controls side panel and one tab per view.
+//!
+//! Each view is a plain state struct in its own file implementing [`View`]; views read and
+//! edit only the [`Shared`] state (settings, worker results, pinned query), never each other.
+//! Heavy work runs on named worker threads ([`worker::Worker`]) that cancel on new settings.
+//!
+//! Adding a view: write `src/app/my_view.rs` with a struct implementing [`View`], then add
+//! `mod my_view;` and one line to [`all_views`].
+
+pub mod compute;
+mod controls;
+mod export;
+mod masks;
+pub mod settings;
+pub mod worker;
+
+pub use settings::{InputChoice, MapId, Settings, ThemeChoice};
+
+use compute::{MaskCache, MaskJob, MaskResult, Region};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Key under which the settings are saved in eframe's storage.
+pub const STORAGE_KEY: &str = "attnscope.settings";
+
+/// Largest side of a whole-matrix mask image, in pixels (also capped by the GPU's limit).
+pub const MAX_IMAGE_SIDE: usize = 1024;
+
+/// One tab of the main area.
+pub trait View {
+    /// The tab's title (also its saved id).
+    fn title(&self) -> &'static str;
+    /// One-line description shown as the tab's tooltip.
+    fn hint(&self) -> &'static str;
+    /// Draws the view and edits the shared state.
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared);
+}
+
+/// Every view, in tab order (tab `t` has shortcut key `t + 1`).
+pub fn all_views() -> Vec<Box<dyn View>> {
+    vec![Box::new(masks::MasksView::default())]
+}
+
+/// What a file dialog is asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRequest {
+    /// Where to save the mask as PNG.
+    SaveMaskPng,
+    /// Where to save the mask as `.npy`.
+    SaveMaskNpy,
+    /// Where to save a screenshot of the window.
+    SaveScreenshot,
+    /// Which `.npy` file to load as Q, K or V (the name says which).
+    OpenNpy(&'static str),
+}
+
+/// Picks a file for a request; `None` when the user cancels. Replaceable for tests.
+pub type FilePicker = Box<dyn FnMut(FileRequest) -> Option<PathBuf>>;
+
+/// The native file dialogs (rfd).
+pub fn native_picker() -> FilePicker {
+    Box::new(|req| {
+        let d = rfd::FileDialog::new();
+        match req {
+            FileRequest::SaveMaskPng => d
+                .add_filter("PNG image", &["png"])
+                .set_file_name("mask.png")
+                .save_file(),
+            FileRequest::SaveMaskNpy => d
+                .add_filter("NumPy array", &["npy"])
+                .set_file_name("mask.npy")
+                .save_file(),
+            FileRequest::SaveScreenshot => d
+                .add_filter("PNG image", &["png"])
+                .set_file_name("attnscope.png")
+                .save_file(),
+            FileRequest::OpenNpy(which) => d
+                .add_filter("NumPy array", &["npy"])
+                .set_title(format!("Load {which} (.npy, shape (n, d))"))
+                .pick_file(),
+        }
+    })
+}
+
+/// A message shown in the status bar.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    /// The text.
+    pub text: String,
+    /// Whether it reports a failure.
+    pub error: bool,
+}
+
+/// State every view may read and edit.
+pub struct Shared {
+    /// The settings the controls edit.
+    pub settings: Settings,
+    /// Invalid settings, `(flag, message)`.
+    pub problems: Vec<(&'static str, String)>,
+    /// The newest masks computed by the worker.
+    pub masks: Option<Arc<MaskResult>>,
+    /// Whether the masks worker is busy, and its progress 0…1.
+    pub masks_busy: Option<f32>,
+    /// The query row pinned by a click.
+    pub pinned_row: Option<usize>,
+    /// The cell under the mouse this frame, `(query i, key j)`.
+    pub hover: Option<(usize, usize)>,
+    /// The part of the matrix the mask views show: `(rows, cols)` (set by the Masks view).
+    pub visible: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    /// Pixels across one mask plot (set by the Masks view).
+    pub plot_px: usize,
+    /// The latest message for the status bar.
+    pub status: Option<Status>,
+    /// File dialogs.
+    pub picker: FilePicker,
+    /// CPU time of the previous `ui` pass, in milliseconds.
+    pub frame_ms: f64,
+    /// Largest texture side the GPU accepts, in pixels.
+    pub max_texture_side: usize,
+}
+
+impl Shared {
+    /// Reports success in the status bar.
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: false,
+        });
+    }
+
+    /// Reports a failure in the status bar.
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.status = Some(Status {
+            text: text.into(),
+            error: true,
+        });
+    }
+
+    /// The problem attached to control `flag`, if any.
+    pub fn problem(&self, flag: &str) -> Option<&str> {
+        self.problems
+            .iter()
+            .find(|(f, _)| *f == flag)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// Side of whole-matrix images, in pixels.
+    pub fn image_side(&self) -> usize {
+        MAX_IMAGE_SIDE.min(self.max_texture_side).clamp(16, 8192)
+    }
+}
+
+/// The attnscope window.
+pub struct AttnApp {
+    /// Shared state.
+    pub shared: Shared,
+    views: Vec<Box<dyn View>>,
+    controls: controls::Controls,
+    export: export::ExportPanel,
+    masks_worker: worker::Worker<MaskJob, MaskResult>,
+    last_job: Option<MaskJob>,
+    applied_theme: Option<ThemeChoice>,
+    help_open: bool,
+}
+
+impl AttnApp {
+    /// Creates the app from eframe's creation context: saved settings, then `args` on top.
+    pub fn new(cc: &eframe::CreationContext<'_>, args: &crate::cli::GuiArgs) -> Self {
+        let saved: Option<Settings> = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY));
+        let mut settings = saved.unwrap_or_default();
+        settings.params = args.pattern.params_over(&settings.params);
+        if let Some(b) = args.pattern.rest.block {
+            settings.block = b;
+        }
+        Self::with_settings(&cc.egui_ctx, settings, native_picker())
+    }
+
+    /// Creates the app with these settings and file dialogs (tests inject a picker).
+    pub fn with_settings(ctx: &egui::Context, mut settings: Settings, picker: FilePicker) -> Self {
+        settings.sanitize();
+        let mut cache = MaskCache::default();
+        let masks_worker =
+            worker::Worker::spawn("attnscope-masks", Some(ctx.clone()), move |j, ctl| {
+                compute::run_mask_job(j, &mut cache, ctl)
+            });
+        let max_texture_side = ctx.input(|i| i.max_texture_side);
+        let shared = Shared {
+            problems: settings.problems(),
+            settings,
+            masks: None,
+            masks_busy: None,
+            pinned_row: None,
+            hover: None,
+            visible: None,
+            plot_px: 512,
+            status: None,
+            picker,
+            frame_ms: 0.0,
+            max_texture_side,
+        };
+        Self {
+            shared,
+            views: all_views(),
+            controls: controls::Controls::default(),
+            export: export::ExportPanel::new(ctx),
+            masks_worker,
+            last_job: None,
+            applied_theme: None,
+            help_open: false,
+        }
+    }
+
+    /// Whether every worker is idle and the masks match the settings (for tests).
+    pub fn is_idle(&self) -> bool {
+        !self.masks_worker.busy() && self.shared.masks.is_some() && !self.export.busy()
+    }
+
+    fn mask_job(&self, dark: bool) -> MaskJob {
+        let s = &self.shared.settings;
+        let side = self.shared.image_side();
+        let n = s.params.n;
+        let region = self.shared.visible.as_ref().and_then(|(rows, cols)| {
+            let zoomed = rows.len() < n * 9 / 10 || cols.len() < n * 9 / 10;
+            (n > side && zoomed && !rows.is_empty() && !cols.is_empty()).then(|| {
+                let px = self.shared.plot_px.clamp(64, side);
+                Region {
+                    rows: rows.clone(),
+                    cols: cols.clone(),
+                    width: cols.len().min(px),
+                    height: rows.len().min(px),
+                }
+            })
+        });
+        MaskJob {
+            maps: s.map_params(),
+            block: s.block,
+            d: s.d,
+            side,
+            region,
+            colormap: s.colormap,
+            dark,
+            blocks: s.show_blocks,
+        }
+    }
+
+    fn handle_keys(&mut self, ctx: &egui::Context) {
+        if ctx.egui_wants_keyboard_input() {
+            return;
+        }
+        use egui::Key;
+        let s = &mut self.shared.settings;
+        let n = s.params.n;
+        ctx.input_mut(|i| {
+            let mut press = |k: Key| i.consume_key(egui::Modifiers::NONE, k);
+            if press(Key::PageUp) {
+                s.params.n = (n * 2).min(crate::APP_MAX_N);
+            }
+            if press(Key::PageDown) {
+                s.params.n = (n / 2).max(1);
+            }
+            if press(Key::CloseBracket) {
+                s.params.stride = Some((s.stride() + 1).min(n.max(1)));
+            }
+            if press(Key::OpenBracket) {
+                s.params.stride = Some(s.stride().saturating_sub(1).max(1));
+            }
+            if press(Key::Period) {
+                s.params.window = Some((s.window() + 1).min(n));
+            }
+            if press(Key::Comma) {
+                s.params.window = Some(s.window().saturating_sub(1));
+            }
+            if press(Key::C) {
+                s.params.causal = !s.params.causal;
+            }
+            if press(Key::B) {
+                s.show_blocks = !s.show_blocks;
+            }
+            if press(Key::T) {
+                s.theme = match s.theme {
+                    ThemeChoice::Dark => ThemeChoice::Light,
+                    ThemeChoice::Light => ThemeChoice::Dark,
+                };
+            }
+            if press(Key::Escape) {
+                self.shared.pinned_row = None;
+            }
+            if press(Key::F1) {
+                self.help_open = !self.help_open;
+            }
+            let digits = [
+                Key::Num1,
+                Key::Num2,
+                Key::Num3,
+                Key::Num4,
+                Key::Num5,
+                Key::Num6,
+                Key::Num7,
+                Key::Num8,
+                Key::Num9,
+            ];
+            for (t, k) in digits.into_iter().enumerate() {
+                if t < self.views.len() && press(k) {
+                    s.tab = self.views[t].title().to_string();
+                }
+            }
+        });
+    }
+
+    fn help_window(&mut self, ctx: &egui::Context) {
+        let mut open = self.help_open;
+        egui::Window::new("Keyboard shortcuts")
+            .open(&mut open)
+            .resizable(false)
+            .collapsible(false)
+            .show(ctx, |ui| {
+                egui::Grid::new("shortcuts").striped(true).show(ui, |ui| {
+                    for (k, what) in SHORTCUTS {
+                        ui.monospace(*k);
+                        ui.label(*what);
+                        ui.end_row();
+                    }
+                });
+            });
+        self.help_open = open;
+    }
+}
+
+/// Keyboard shortcuts (when no text field has focus).
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("PgUp / PgDn", "double / halve n"),
+    ("] / [", "stride k + 1 / − 1"),
+    (". / ,", "window w + 1 / − 1"),
+    ("C", "toggle causal"),
+    ("B", "toggle block overlay"),
+    ("T", "dark / light theme"),
+    ("1 … 9", "switch view"),
+    ("Esc", "unpin the query row"),
+    ("Ctrl+S", "save the mask as PNG"),
+    ("F12", "save a screenshot"),
+    ("F1", "show this help"),
+];
+
+impl eframe::App for AttnApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let t0 = std::time::Instant::now();
+        let ctx = ui.ctx().clone();
+        self.handle_keys(&ctx);
+        let theme = self.shared.settings.theme;
+        if self.applied_theme != Some(theme) {
+            ctx.set_theme(match theme {
+                ThemeChoice::Dark => egui::Theme::Dark,
+                ThemeChoice::Light => egui::Theme::Light,
+            });
+            self.applied_theme = Some(theme);
+        }
+        self.shared.problems = self.shared.settings.problems();
+        // Masks: submit a job when the settings or the zoom changed; take the newest result.
+        let job = self.mask_job(theme == ThemeChoice::Dark);
+        if self.last_job.as_ref() != Some(&job) {
+            self.masks_worker.submit(job.clone());
+            self.last_job = Some(job);
+        }
+        if let Some(r) = self.masks_worker.poll() {
+            self.shared.masks = Some(Arc::new(r));
+        }
+        self.shared.masks_busy = self
+            .masks_worker
+            .busy()
+            .then(|| self.masks_worker.progress());
+        if self.shared.masks_busy.is_some() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        }
+        if let Some(row) = self.shared.pinned_row {
+            if row >= self.shared.settings.params.n {
+                self.shared.pinned_row = None;
+            }
+        }
+        self.shared.hover = None;
+
+        egui::Panel::top("top").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                ui.heading("attnscope");
+                ui.separator();
+                let current = self.shared.settings.tab.clone();
+                let mut chosen = None;
+                for (t, v) in self.views.iter().enumerate() {
+                    let selected = current == v.title()
+                        || (t == 0 && !self.views.iter().any(|v| v.title() == current));
+                    if ui
+                        .selectable_label(selected, v.title())
+                        .on_hover_text(format!("{} (key {})", v.hint(), t + 1))
+                        .clicked()
+                    {
+                        chosen = Some(v.title().to_string());
+                    }
+                }
+                if let Some(c) = chosen {
+                    self.shared.settings.tab = c;
+                }
+                ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                    if ui
+                        .button("?")
+                        .on_hover_text("Keyboard shortcuts (F1)")
+                        .clicked()
+                    {
+                        self.help_open = !self.help_open;
+                    }
+                    let (label, next) = match self.shared.settings.theme {
+                        ThemeChoice::Dark => ("Light theme", ThemeChoice::Light),
+                        ThemeChoice::Light => ("Dark theme", ThemeChoice::Dark),
+                    };
+                    if ui
+                        .button(label)
+                        .on_hover_text("Switch between dark and light theme (T)")
+                        .clicked()
+                    {
+                        self.shared.settings.theme = next;
+                    }
+                });
+            });
+        });
+        egui::Panel::bottom("status").show(ui, |ui| {
+            ui.horizontal(|ui| {
+                if let Some(p) = self.shared.masks_busy {
+                    ui.add(
+                        egui::ProgressBar::new(p)
+                            .desired_width(120.0)
+                            .text("computing masks"),
+                    );
+                } else if let Some(m) = &self.shared.masks {
+                    ui.weak(format!("masks computed in {:.1} ms", m.elapsed_ms));
+                }
+                ui.separator();
+                ui.weak(format!("UI pass {:.2} ms", self.shared.frame_ms));
+                ui.separator();
+                if let Some(st) = &self.shared.status {
+                    if st.error {
+                        ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {}", st.text));
+                    } else {
+                        ui.label(format!("✔ {}", st.text));
+                    }
+                }
+            });
+        });
+        egui::Panel::left("controls")
+            .resizable(true)
+            .default_size(290.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| {
+                    self.controls.ui(ui, &mut self.shared);
+                    ui.separator();
+                    self.export.ui(ui, &mut self.shared);
+                });
+            });
+        egui::CentralPanel::default().show(ui, |ui| {
+            let tab = self.shared.settings.tab.clone();
+            let idx = self
+                .views
+                .iter()
+                .position(|v| v.title() == tab)
+                .unwrap_or(0);
+            if let Some(v) = self.views.get_mut(idx) {
+                v.ui(ui, &mut self.shared);
+            }
+        });
+        self.export.after_frame(&ctx, &mut self.shared);
+        self.help_window(&ctx);
+        self.shared.frame_ms = t0.elapsed().as_secs_f64() * 1e3;
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, STORAGE_KEY, &self.shared.settings);
+    }
+}
+
+/// Opens the window and runs the app until it is closed.
+pub fn run(args: crate::cli::GuiArgs) -> Result<(), String> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("attnscope")
+            .with_inner_size([1500.0, 940.0])
+            .with_min_inner_size([900.0, 600.0]),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "attnscope",
+        options,
+        Box::new(move |cc| Ok(Box::new(AttnApp::new(cc, &args)))),
+    )
+    .map_err(|e| format!("could not open the window: {e}"))
+}

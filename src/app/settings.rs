@@ -1,0 +1,303 @@
+//! The user's settings: everything the controls edit, saved between runs.
+
+use crate::pattern::{Pattern, PatternError, PatternKind, PatternParams};
+use crate::render::Colormap;
+
+/// Where the sample Q, K, V come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum InputChoice {
+    /// Seeded standard-normal entries.
+    Random,
+    /// Seeded inputs with local structure (nearby tokens similar).
+    Structured,
+    /// Q, K, V loaded from `.npy` files.
+    Loaded,
+}
+
+/// Dark or light look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ThemeChoice {
+    /// Light text on dark panels.
+    Dark,
+    /// Dark text on light panels (projectors).
+    Light,
+}
+
+/// All settings of the app (persisted with eframe's storage).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// The selected pattern's parameters (stride and window also drive the atrous/local/sparse maps).
+    pub params: PatternParams,
+    /// Block size B of block statistics and the block overlay.
+    pub block: usize,
+    /// Head dimension d (FLOP counts and sample inputs).
+    pub d: usize,
+    /// Sample input kind.
+    pub input: InputChoice,
+    /// Seed of the random / structured sample input.
+    pub input_seed: u64,
+    /// Kernel threads.
+    pub threads: usize,
+    /// Colormap of the selected pattern's map and the attention heatmaps.
+    pub colormap: Colormap,
+    /// Draw the block overlay on the masks.
+    pub show_blocks: bool,
+    /// Log colour scale in the attention view.
+    pub log_attention: bool,
+    /// Look.
+    pub theme: ThemeChoice,
+    /// Pixels per exported cell.
+    pub export_scale: u32,
+    /// Draw block grid lines in exported PNGs.
+    pub export_grid: bool,
+    /// Title of the open view.
+    pub tab: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            params: PatternParams::new(PatternKind::Sparse, 64)
+                .stride(4)
+                .window(3),
+            block: 16,
+            d: 64,
+            input: InputChoice::Random,
+            input_seed: 0,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            colormap: Colormap::Viridis,
+            show_blocks: false,
+            log_attention: false,
+            theme: ThemeChoice::Dark,
+            export_scale: 4,
+            export_grid: false,
+            tab: String::new(),
+        }
+    }
+}
+
+/// Largest number of `B × B` tiles the app counts (block statistics and overlay).
+pub const MAX_TILES: u64 = 1 << 24;
+
+/// Largest head dimension the app accepts.
+pub const MAX_D: usize = 1024;
+
+/// Which of the maps a pattern is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MapId {
+    /// atrous(k).
+    Atrous,
+    /// local(w).
+    Local,
+    /// sparse(k, w) = atrous ∪ local, coloured by which part allows each cell.
+    Sparse,
+    /// The pattern picked in the controls, when it is not one of the three above.
+    Selected,
+}
+
+impl MapId {
+    /// Short title.
+    pub fn title(self) -> &'static str {
+        match self {
+            MapId::Atrous => "atrous",
+            MapId::Local => "local",
+            MapId::Sparse => "sparse = atrous ∪ local",
+            MapId::Selected => "selected",
+        }
+    }
+}
+
+impl Settings {
+    /// Stride k used by the seed's three maps (the selected stride, default 4).
+    pub fn stride(&self) -> usize {
+        self.params.stride.unwrap_or(4)
+    }
+
+    /// Window w used by the seed's three maps (the selected window, default 3).
+    pub fn window(&self) -> usize {
+        self.params.window.unwrap_or(3)
+    }
+
+    /// The parameters of each map shown: atrous, local, sparse, plus the selected pattern
+    /// when it is another kind.
+    pub fn map_params(&self) -> Vec<(MapId, PatternParams)> {
+        let p = &self.params;
+        let base = |kind| PatternParams::new(kind, p.n).causal(p.causal);
+        let mut v = vec![
+            (
+                MapId::Atrous,
+                base(PatternKind::Atrous).stride(self.stride()),
+            ),
+            (MapId::Local, base(PatternKind::Local).window(self.window())),
+            (
+                MapId::Sparse,
+                base(PatternKind::Sparse)
+                    .stride(self.stride())
+                    .window(self.window()),
+            ),
+        ];
+        if !matches!(
+            p.kind,
+            PatternKind::Atrous | PatternKind::Local | PatternKind::Sparse
+        ) {
+            let mut sel = p.clone();
+            if sel.kind == PatternKind::Bigbird {
+                sel.block = self.block;
+            }
+            v.push((MapId::Selected, sel));
+        }
+        v
+    }
+
+    /// The map the selected pattern is shown in.
+    pub fn selected_map(&self) -> MapId {
+        match self.params.kind {
+            PatternKind::Atrous => MapId::Atrous,
+            PatternKind::Local => MapId::Local,
+            PatternKind::Sparse => MapId::Sparse,
+            _ => MapId::Selected,
+        }
+    }
+
+    /// The selected pattern, validated.
+    pub fn selected_pattern(&self) -> Result<Pattern, PatternError> {
+        let (_, p) = self
+            .map_params()
+            .into_iter()
+            .find(|(id, _)| *id == self.selected_map())
+            .unwrap_or((MapId::Sparse, self.params.clone()));
+        p.build()
+    }
+
+    /// Checks everything the controls can get wrong, returning `(flag, message)` pairs; the
+    /// flag (`--n`, `--stride`, `--window`, `--summary`, `--block`, `--d`, …) says which
+    /// control the message belongs next to.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        let n = self.params.n;
+        if n == 0 || n > crate::APP_MAX_N {
+            out.push((
+                "--n",
+                format!(
+                    "n = {n} is out of range: the app takes a sequence length from 1 to {}",
+                    crate::APP_MAX_N
+                ),
+            ));
+            return out;
+        }
+        for (_, p) in self.map_params() {
+            if let Err(e) = p.build() {
+                let flag = error_flag(&e);
+                let msg = e.to_string();
+                if !out.iter().any(|(_, m)| *m == msg) {
+                    out.push((flag, msg));
+                }
+            }
+        }
+        if self.block == 0 || self.block > crate::pattern::MAX_BLOCK {
+            out.push((
+                "--block",
+                format!(
+                    "block size {} is out of range: expected 1 to {}",
+                    self.block,
+                    crate::pattern::MAX_BLOCK
+                ),
+            ));
+        } else if tiles(n, self.block) > MAX_TILES {
+            let min_b = min_block(n);
+            out.push((
+                "--block",
+                format!(
+                    "B = {} gives {} tiles at n = {n}; block statistics need at most {} tiles \
+                     (B ≥ {min_b})",
+                    self.block,
+                    crate::stats::group(tiles(n, self.block)),
+                    crate::stats::group(MAX_TILES)
+                ),
+            ));
+        }
+        if self.d == 0 || self.d > MAX_D {
+            out.push((
+                "--d",
+                format!(
+                    "head dim d = {} is out of range: expected 1 to {MAX_D}",
+                    self.d
+                ),
+            ));
+        }
+        out
+    }
+
+    /// Clamps values that can only come from an old or edited settings file.
+    pub fn sanitize(&mut self) {
+        self.params.n = self.params.n.clamp(1, crate::APP_MAX_N);
+        self.block = self.block.clamp(1, crate::pattern::MAX_BLOCK);
+        self.d = self.d.clamp(1, MAX_D);
+        self.threads = self.threads.max(1);
+        self.export_scale = self.export_scale.clamp(1, 64);
+    }
+}
+
+/// Number of `B × B` tiles at length `n`.
+pub fn tiles(n: usize, block: usize) -> u64 {
+    let nb = n.div_ceil(block.max(1)) as u64;
+    nb * nb
+}
+
+/// Smallest block size whose tile count fits [`MAX_TILES`] at length `n`.
+pub fn min_block(n: usize) -> usize {
+    (1..=crate::pattern::MAX_BLOCK)
+        .find(|&b| tiles(n, b) <= MAX_TILES)
+        .unwrap_or(crate::pattern::MAX_BLOCK)
+}
+
+/// The flag a pattern error is about.
+pub fn error_flag(e: &PatternError) -> &'static str {
+    match e {
+        PatternError::BadN(_) => "--n",
+        PatternError::Missing { flag, .. } | PatternError::OutOfRange { flag, .. } => {
+            flag.split_whitespace().next().unwrap_or("--n")
+        }
+        PatternError::TooLarge { .. } => "--n",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_maps_share_stride_and_window() {
+        let s = Settings::default();
+        let maps = s.map_params();
+        assert_eq!(maps.len(), 3);
+        let nnz: Vec<u64> = maps
+            .iter()
+            .map(|(_, p)| p.build().map(|p| p.nnz()).unwrap_or(0))
+            .collect();
+        // n = 64, k = 4, w = 3: atrous 1024, local 436, sparse 1024 + 436 − 64.
+        assert_eq!(nnz, vec![1024, 436, 1396]);
+    }
+
+    #[test]
+    fn another_kind_adds_a_fourth_map() {
+        let mut s = Settings::default();
+        s.params.kind = PatternKind::Fixed;
+        assert_eq!(s.map_params().len(), 4);
+        assert_eq!(s.selected_map(), MapId::Selected);
+    }
+
+    #[test]
+    fn problems_name_the_control() {
+        let mut s = Settings::default();
+        s.params.stride = Some(0);
+        let p = s.problems();
+        assert_eq!(p[0].0, "--stride");
+        s.params.stride = Some(4);
+        s.params.n = 65_536;
+        s.block = 4;
+        assert_eq!(s.problems()[0].0, "--block");
+        assert_eq!(min_block(65_536), 16);
+    }
+}
