@@ -13,7 +13,7 @@ pub struct ExportArgs {
     /// Output file: .png or .npy.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
-    /// PNG pixels per cell side (1 to 64).
+    /// PNG pixels per cell side (1 to 1024; n × S at most 65536).
     #[arg(long, value_name = "S", default_value = "1", value_parser = parse_count)]
     pub scale: usize,
     /// PNG colormap: gray, viridis, magma, inferno, plasma, cividis, turbo, blues.
@@ -25,9 +25,9 @@ pub struct ExportArgs {
 }
 
 pub fn run(a: ExportArgs) -> Result<(), CliError> {
-    if !(1..=64).contains(&a.scale) {
+    if !(1..=1024).contains(&a.scale) {
         return Err(CliError::Usage(format!(
-            "--scale {} is out of range: expected an integer from 1 to 64",
+            "--scale {} is out of range: expected an integer from 1 to 1024",
             a.scale
         )));
     }
