@@ -20,8 +20,11 @@
 //! ```
 
 pub mod app;
+pub mod bench;
 pub mod cli;
 pub mod export;
+pub mod inputs;
+pub mod kernel;
 pub mod pattern;
 pub mod presets;
 pub mod reach;

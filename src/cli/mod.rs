@@ -4,8 +4,10 @@
 //! exit 1 for a failure at run time (I/O).
 
 mod args;
+mod bench;
 mod export;
 mod reach;
+mod run;
 mod stats;
 
 pub use args::{parse_count, PatternArgs};
@@ -33,6 +35,10 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Print the fraction of pairs reachable through L stacked layers (receptive field).
     Reach(reach::ReachArgs),
+    /// Run one attention kernel on Q, K, V `.npy` files and write O as float32 `.npy`.
+    Run(run::RunArgs),
+    /// Time the kernels on a pattern: median/min ms, GFLOP/s, speedup, error.
+    Bench(bench::BenchArgs),
 }
 
 /// Arguments of `attnscope gui`.
@@ -112,6 +118,8 @@ where
         Some(Command::Export(a)) => export::run(a),
         Some(Command::Stats(a)) => stats::run(a),
         Some(Command::Reach(a)) => reach::run(a),
+        Some(Command::Run(a)) => run::run(a),
+        Some(Command::Bench(a)) => bench::run(a),
     };
     Outcome::Exit(finish(result))
 }

@@ -1,0 +1,123 @@
+//! `attnscope bench`: time every kernel on a pattern, as a table or one JSON object.
+
+use super::run::parse_kernel;
+use super::{args::PatternArgs, parse_count, CliError};
+use crate::bench::{default_threads, run_bench, table, BenchConfig, BenchError};
+use crate::inputs::{generate, InputKind};
+use crate::kernel::KernelKind;
+use std::sync::atomic::AtomicBool;
+
+/// Arguments of `attnscope bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub pattern: PatternArgs,
+    /// Head dimension d.
+    #[arg(long, value_name = "D", default_value = "64", value_parser = parse_count)]
+    pub d: usize,
+    /// Comma-separated kernels (default all: dense,masked,csr,block,permuted).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_kernel)]
+    pub kernels: Vec<KernelKind>,
+    /// Timed runs per kernel.
+    #[arg(long, value_name = "R", default_value = "5", value_parser = parse_count)]
+    pub repeats: usize,
+    /// Untimed warm-up runs per kernel.
+    #[arg(long, value_name = "W", default_value = "1", value_parser = parse_count)]
+    pub warmup: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "T", value_parser = parse_count)]
+    pub threads: Option<usize>,
+    /// Sample input: random or structured.
+    #[arg(long, value_name = "KIND", default_value = "random", value_parser = ["random", "structured"])]
+    pub input: String,
+    /// Seed of the sample input.
+    #[arg(long = "input-seed", value_name = "S", default_value = "0")]
+    pub input_seed: u64,
+    /// Skip kernels whose estimated time per run exceeds this many ms.
+    #[arg(long = "budget-ms", value_name = "MS")]
+    pub budget_ms: Option<f64>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: BenchArgs) -> Result<(), CliError> {
+    let block = a.pattern.block()?;
+    let p = a.pattern.build()?;
+    if a.d == 0 || a.d > 4096 {
+        return Err(CliError::Usage(format!(
+            "--d {} is out of range: expected a head dimension from 1 to 4096",
+            a.d
+        )));
+    }
+    if a.repeats == 0 {
+        return Err(CliError::Usage(
+            "--repeats 0 is out of range: expected at least 1 timed run".into(),
+        ));
+    }
+    let threads = a.threads.unwrap_or_else(default_threads);
+    if threads == 0 || threads > 1024 {
+        return Err(CliError::Usage(format!(
+            "--threads {threads} is out of range: expected an integer from 1 to 1024"
+        )));
+    }
+    if let Some(b) = a.budget_ms {
+        if !(b.is_finite() && b > 0.0) {
+            return Err(CliError::Usage(format!(
+                "--budget-ms {b} is out of range: expected a positive number of milliseconds"
+            )));
+        }
+    }
+    let n = p.n();
+    let elements = n as u64 * a.d as u64;
+    if elements > crate::inputs::MAX_ELEMENTS {
+        return Err(CliError::Usage(format!(
+            "--n {n} with --d {} needs {elements} elements per input; at most {} are accepted",
+            a.d,
+            crate::inputs::MAX_ELEMENTS
+        )));
+    }
+    let kind = match a.input.as_str() {
+        "structured" => InputKind::Structured { seed: a.input_seed },
+        _ => InputKind::Random { seed: a.input_seed },
+    };
+    let qkv = generate(kind, n, a.d);
+    let cfg = BenchConfig {
+        kernels: if a.kernels.is_empty() {
+            KernelKind::ALL.to_vec()
+        } else {
+            a.kernels.clone()
+        },
+        repeats: a.repeats,
+        warmup: a.warmup,
+        threads,
+        block,
+        dense_budget_ms: a.budget_ms,
+    };
+    let cancel = AtomicBool::new(false);
+    let verbose = !a.json;
+    let report = run_bench(&p, &qkv, &cfg, &cancel, &mut |ev| {
+        if verbose {
+            if let crate::bench::Progress::Started {
+                kernel,
+                index,
+                total,
+            } = ev
+            {
+                eprintln!("[{}/{}] {kernel}…", index + 1, total);
+            }
+        }
+    })
+    .map_err(|e| match e {
+        BenchError::Threads { .. } => CliError::Runtime(e.to_string()),
+        other => CliError::Usage(other.to_string()),
+    })?;
+    if a.json {
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}

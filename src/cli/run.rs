@@ -1,0 +1,90 @@
+//! `attnscope run`: load Q, K, V from `.npy`, run one kernel, write O as float32 `.npy`.
+
+use super::args::OptionalPatternArgs;
+use super::CliError;
+use crate::export::{atomic_write, npy_header};
+use crate::inputs::load_qkv;
+use crate::kernel::{run_kernel, KernelKind};
+use crate::pattern::{PatternKind, PatternParams};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Arguments of `attnscope run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The pattern (default dense; n is taken from Q, `--n` if given must agree).
+    #[command(flatten)]
+    pub pattern: OptionalPatternArgs,
+    /// Kernel: dense, masked, csr, block, permuted.
+    #[arg(long, value_name = "NAME", value_parser = parse_kernel)]
+    pub kernel: KernelKind,
+    /// Queries, float32 or float64 `.npy` of shape (n, d).
+    #[arg(long, value_name = "Q.npy")]
+    pub q: PathBuf,
+    /// Keys, same shape as Q.
+    #[arg(long, value_name = "K.npy")]
+    pub k: PathBuf,
+    /// Values, same shape as Q.
+    #[arg(long, value_name = "V.npy")]
+    pub v: PathBuf,
+    /// Output file: float32 `.npy` of shape (n, d).
+    #[arg(short = 'o', long = "output", value_name = "OUT.npy")]
+    pub output: PathBuf,
+    /// Softmax scale (default 1/sqrt(d)).
+    #[arg(long, value_name = "X", value_parser = parse_scale)]
+    pub scale: Option<f32>,
+}
+
+/// Parses a kernel name.
+pub(crate) fn parse_kernel(s: &str) -> Result<KernelKind, String> {
+    KernelKind::from_name(&s.trim().to_ascii_lowercase()).ok_or_else(|| {
+        let names: Vec<_> = KernelKind::ALL.iter().map(|k| k.name()).collect();
+        format!("unknown kernel {s:?}; expected one of {}", names.join(", "))
+    })
+}
+
+/// Parses a finite softmax scale.
+fn parse_scale(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(format!("expected a finite number, got {s:?}")),
+    }
+}
+
+pub fn run(a: RunArgs) -> Result<(), CliError> {
+    let qkv = load_qkv(&a.q, &a.k, &a.v).map_err(|e| {
+        if e.is_usage() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Runtime(e.to_string())
+        }
+    })?;
+    let (n, d) = qkv.q.dim();
+    if let Some(given) = a.pattern.n {
+        if given != n {
+            return Err(CliError::Usage(format!(
+                "--n {given} does not match Q, which has n = {n} rows; omit --n or give {n}"
+            )));
+        }
+    }
+    let base = PatternParams::new(a.pattern.pattern.unwrap_or(PatternKind::Dense), n);
+    let params = a.pattern.params_over(&base);
+    let block = params.block;
+    if block == 0 || block > crate::pattern::MAX_BLOCK {
+        return Err(CliError::Usage(format!(
+            "--block {block} is out of range: expected an integer from 1 to {}",
+            crate::pattern::MAX_BLOCK
+        )));
+    }
+    let p = params.build()?;
+    let out = run_kernel(a.kernel, &p, &qkv, a.scale, block)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    atomic_write(&a.output, |w| {
+        w.write_all(&npy_header("<f4", &[n, d]))?;
+        for x in out.iter() {
+            w.write_all(&x.to_le_bytes())?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

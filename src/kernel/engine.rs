@@ -1,0 +1,501 @@
+//! The shared tile engine: packing, the online-softmax micro-kernel, a vectorised `exp2`, and
+//! runtime selection of AVX-512 / AVX2 code paths.
+//!
+//! Layout. Q is pre-multiplied by `scale · log2(e)` (so softmax can use `exp2`) and padded to a
+//! multiple of [`GROUP`] rows. K is packed transposed in panels of [`PANEL`] keys: panel `p`
+//! holds `Kᵀ[:, 16p .. 16p+16]` as `d` rows of 16 floats, zero-padded past `n`. V stays
+//! row-major `(n, d)`.
+//!
+//! Micro-kernel. For [`GROUP`] = 4 query rows and a chunk of up to [`CHUNK`] = 64 keys (4
+//! panels) starting at a panel boundary `ja`, it computes the 4 × 64 score tile
+//! `S[r][x] = Σ_c q[r][c] · Kᵀ[c][ja + x]` as 16 accumulators of 16 lanes (one 16-lane load of
+//! `Kᵀ` per `c` and panel, broadcast `q`), masks cells with −∞, updates the running max `m`
+//! and sum `l` of each row (FlashAttention's online softmax), then accumulates
+//! `acc[r][:] = α_r · acc[r][:] + Σ_j P[r][j] · V[j][:]` in 64-wide column strips held in
+//! registers. Memory per query tile is O(tile · d): no `n × n` matrix ever exists.
+
+// Micro-kernels index fixed-size lanes on purpose: it is what LLVM vectorises best.
+#![allow(clippy::needless_range_loop)]
+
+use std::borrow::Cow;
+
+/// Keys per packed panel (one 512-bit vector of f32).
+pub(crate) const PANEL: usize = 16;
+/// Keys per chunk handled by one micro-kernel call (4 panels).
+pub(crate) const CHUNK: usize = 64;
+/// Query rows per micro-kernel call.
+pub(crate) const GROUP: usize = 4;
+/// Query rows per parallel task (a query tile).
+pub(crate) const TILE_ROWS: usize = 64;
+
+/// `log2(e)`: scores are kept in base 2 so that softmax uses `exp2`.
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+
+/// Fused or plain multiply-add, chosen per instruction set.
+pub(crate) trait Arith: Copy {
+    /// `a · b + c`.
+    fn fma(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// Fused multiply-add (only used inside functions compiled with the `fma` feature).
+#[derive(Clone, Copy)]
+pub(crate) struct Fused;
+
+impl Arith for Fused {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// Separate multiply and add (portable; `mul_add` would call a slow library routine).
+#[derive(Clone, Copy)]
+pub(crate) struct Plain;
+
+impl Arith for Plain {
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// A piece of work that is compiled once per instruction set.
+pub(crate) trait Work {
+    /// What the work returns.
+    type Out;
+    /// Runs with multiply-add flavour `A`; implementations must be `#[inline(always)]` so the
+    /// body is compiled with the caller's target features.
+    fn run<A: Arith>(self) -> Self::Out;
+}
+
+/// Runs `w` with the best instruction set this CPU has (AVX-512, AVX2+FMA, or portable).
+pub(crate) fn dispatch<W: Work>(w: W) -> W::Out {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { run_avx512(w) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { run_avx2(w) };
+        }
+    }
+    w.run::<Plain>()
+}
+
+/// Name of the code path [`dispatch`] picks on this CPU.
+pub fn simd_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "avx512";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "avx2";
+        }
+    }
+    "portable"
+}
+
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512VL, AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+unsafe fn run_avx512<W: Work>(w: W) -> W::Out {
+    w.run::<Fused>()
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn run_avx2<W: Work>(w: W) -> W::Out {
+    w.run::<Fused>()
+}
+
+/// `2^x` for `x ≤ 0` (exact 0 for `x ≤ −127`, including −∞), relative error ≈ 2e-7.
+///
+/// `x = n + f` with `n = round(x)` (by the 1.5·2²³ trick) and `f ∈ [−½, ½]`; `2^f` is a
+/// degree-6 Taylor polynomial of `e^{f ln 2}` and `2^n` is built in the exponent bits. Only
+/// float/integer lane operations, so LLVM vectorises loops of it.
+#[inline(always)]
+pub(crate) fn exp2(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³
+    let x = x.clamp(-127.0, 127.0);
+    let t = x + MAGIC;
+    let n = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
+    let f = x - (t - MAGIC);
+    let p = 1.540_353e-4_f32;
+    let p = p * f + 1.333_355_8e-3;
+    let p = p * f + 9.618_129e-3;
+    let p = p * f + 5.550_411e-2;
+    let p = p * f + 0.240_226_5;
+    let p = p * f + std::f32::consts::LN_2;
+    let p = p * f + 1.0;
+    let bits = ((n + 127).max(0) as u32) << 23;
+    p * f32::from_bits(bits)
+}
+
+/// Q, K, V prepared for the tile engine (see the module docs for the layout).
+pub(crate) struct Packed<'a> {
+    /// Sequence length.
+    pub n: usize,
+    /// Head dimension.
+    pub d: usize,
+    /// Q · scale · log2(e), `(n + GROUP) × d`, padding rows zero.
+    pub qs: Vec<f32>,
+    /// Kᵀ in panels of [`PANEL`] keys, `ceil(n / PANEL) · d · PANEL` floats.
+    pub kt: Vec<f32>,
+    /// V, row-major `n × d`.
+    pub v: Cow<'a, [f32]>,
+}
+
+impl<'a> Packed<'a> {
+    /// Packs `q`, `k`, `v` (each `(n, d)`) with softmax scale `scale`.
+    pub fn new(
+        q: ndarray::ArrayView2<'_, f32>,
+        k: ndarray::ArrayView2<'_, f32>,
+        v: ndarray::ArrayView2<'a, f32>,
+        scale: f32,
+    ) -> Self {
+        let (n, d) = q.dim();
+        // GROUP spare rows: a tile starting anywhere may read a whole last group.
+        let rows = n + GROUP;
+        let mut qs = vec![0f32; rows * d];
+        let f = scale * LOG2_E;
+        for (dst, src) in qs.chunks_exact_mut(d).zip(q.rows()) {
+            for (a, b) in dst.iter_mut().zip(src.iter()) {
+                *a = b * f;
+            }
+        }
+        let panels = n.div_ceil(PANEL);
+        let mut kt = vec![0f32; panels * d * PANEL];
+        for (j, row) in k.rows().into_iter().enumerate() {
+            let base = (j / PANEL) * d * PANEL + j % PANEL;
+            for (c, x) in row.iter().enumerate() {
+                kt[base + c * PANEL] = *x;
+            }
+        }
+        let v = match v.to_slice() {
+            Some(s) => Cow::Borrowed(s),
+            None => Cow::Owned(v.iter().copied().collect()),
+        };
+        Self { n, d, qs, kt, v }
+    }
+}
+
+/// Running softmax state and output accumulator of one query tile.
+pub(crate) struct TileState {
+    /// Rows of the tile (≤ [`TILE_ROWS`]); the buffers are padded to a multiple of [`GROUP`].
+    pub rows: usize,
+    /// Running max of each row (base-2 scaled logits), −∞ before any allowed key.
+    pub m: Vec<f32>,
+    /// Running sum of `2^(s − m)` of each row.
+    pub l: Vec<f32>,
+    /// Unnormalised output, `padded rows × d`.
+    pub acc: Vec<f32>,
+}
+
+impl TileState {
+    /// A fresh state for `rows` query rows of dimension `d`.
+    pub fn new(rows: usize, d: usize) -> Self {
+        let padded = rows.div_ceil(GROUP) * GROUP;
+        Self {
+            rows,
+            m: vec![f32::NEG_INFINITY; padded],
+            l: vec![0.0; padded],
+            acc: vec![0.0; padded * d],
+        }
+    }
+
+    /// Writes `acc / l` into `out` (`rows × d`); a row that saw no allowed key becomes zero.
+    pub fn finish(&self, out: &mut [f32], d: usize) {
+        for (r, dst) in out.chunks_exact_mut(d).take(self.rows).enumerate() {
+            let l = self.l[r];
+            let src = &self.acc[r * d..(r + 1) * d];
+            if l > 0.0 {
+                let inv = 1.0 / l;
+                for (o, a) in dst.iter_mut().zip(src) {
+                    *o = a * inv;
+                }
+            } else {
+                dst.fill(0.0);
+            }
+        }
+    }
+}
+
+/// One key chunk seen by a whole query tile: keys `[lo, hi)` inside the panel-aligned window
+/// starting at `ja` (`ja % PANEL == 0`, `ja ≤ lo < hi ≤ ja + CHUNK`).
+///
+/// `q_row0` is the first row of the tile in `pk.qs`. `words[r]` (if given) has bit `x` set
+/// when tile row `r` may see key `ja + x`; cells outside `[lo, hi)` are always masked.
+/// With `always_mask` every cell goes through the mask select even when all are allowed
+/// (what a framework does with a boolean mask).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn chunk<A: Arith>(
+    pk: &Packed<'_>,
+    st: &mut TileState,
+    q_row0: usize,
+    ja: usize,
+    lo: usize,
+    hi: usize,
+    words: Option<&[u64]>,
+    always_mask: bool,
+) {
+    debug_assert!(ja % PANEL == 0 && ja <= lo && lo < hi && hi <= ja + CHUNK && hi <= pk.n);
+    let np = (hi - ja).div_ceil(PANEL);
+    let groups = st.rows.div_ceil(GROUP);
+    for g in 0..groups {
+        let bits = words.map(|w| {
+            let mut b = [0u64; GROUP];
+            for (r, slot) in b.iter_mut().enumerate() {
+                *slot = w.get(g * GROUP + r).copied().unwrap_or(0);
+            }
+            b
+        });
+        let args = GroupArgs {
+            pk,
+            q_row: q_row0 + g * GROUP,
+            ja,
+            lo,
+            hi,
+            bits,
+            always_mask,
+        };
+        let m = &mut st.m[g * GROUP..(g + 1) * GROUP];
+        let l = &mut st.l[g * GROUP..(g + 1) * GROUP];
+        let acc = &mut st.acc[g * GROUP * pk.d..(g + 1) * GROUP * pk.d];
+        match np {
+            1 => group::<A, 1>(&args, m, l, acc),
+            2 => group::<A, 2>(&args, m, l, acc),
+            3 => group::<A, 3>(&args, m, l, acc),
+            _ => group::<A, 4>(&args, m, l, acc),
+        }
+    }
+}
+
+/// Arguments of one micro-kernel call.
+struct GroupArgs<'p, 'a> {
+    pk: &'p Packed<'a>,
+    q_row: usize,
+    ja: usize,
+    lo: usize,
+    hi: usize,
+    bits: Option<[u64; GROUP]>,
+    always_mask: bool,
+}
+
+/// The micro-kernel: [`GROUP`] query rows against `NP` panels (see the module docs).
+#[inline(always)]
+fn group<A: Arith, const NP: usize>(
+    a: &GroupArgs<'_, '_>,
+    m: &mut [f32],
+    l: &mut [f32],
+    acc: &mut [f32],
+) {
+    let pk = a.pk;
+    let d = pk.d;
+    let width = NP * PANEL;
+    // S = Q Kᵀ for 4 rows × NP panels.
+    let mut s = [[[0f32; PANEL]; NP]; GROUP];
+    let q = &pk.qs[a.q_row * d..(a.q_row + GROUP) * d];
+    let p0 = a.ja / PANEL;
+    let kt = &pk.kt[p0 * d * PANEL..(p0 + NP) * d * PANEL];
+    let (q0, rest) = q.split_at(d);
+    let (q1, rest) = rest.split_at(d);
+    let (q2, q3) = rest.split_at(d);
+    let q3 = &q3[..d];
+    for c in 0..d {
+        let qc = [q0[c], q1[c], q2[c], q3[c]];
+        for p in 0..NP {
+            let kv: &[f32; PANEL] = kt[(p * d + c) * PANEL..(p * d + c + 1) * PANEL]
+                .try_into()
+                .expect("panel slice has PANEL floats");
+            for r in 0..GROUP {
+                for x in 0..PANEL {
+                    s[r][p][x] = A::fma(qc[r], kv[x], s[r][p][x]);
+                }
+            }
+        }
+    }
+    // Mask, online softmax: P = 2^(S − m_new), α = 2^(m_old − m_new).
+    let partial = a.lo > a.ja || a.hi < a.ja + width;
+    let mut alpha = [1f32; GROUP];
+    for r in 0..GROUP {
+        let row = &mut s[r];
+        let full = if width == 64 {
+            u64::MAX
+        } else {
+            (1u64 << width) - 1
+        };
+        let mut word = a.bits.map_or(u64::MAX, |b| b[r]) & full;
+        if partial {
+            let lo = a.lo - a.ja;
+            let hi = a.hi - a.ja;
+            let range = (u64::MAX >> (64 - (hi - lo))) << lo;
+            word &= range;
+        }
+        if a.always_mask || word != full {
+            for p in 0..NP {
+                let w = (word >> (p * PANEL)) as u32;
+                for x in 0..PANEL {
+                    if (w >> x) & 1 == 0 {
+                        row[p][x] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        let mut mx = [f32::NEG_INFINITY; PANEL];
+        for panel in row.iter() {
+            for x in 0..PANEL {
+                mx[x] = mx[x].max(panel[x]);
+            }
+        }
+        let mx = mx.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let m_new = m[r].max(mx);
+        if m_new == f32::NEG_INFINITY {
+            // Nothing allowed yet in this row: P = 0, state unchanged.
+            for panel in row.iter_mut() {
+                *panel = [0.0; PANEL];
+            }
+            continue;
+        }
+        let mut sum = [0f32; PANEL];
+        for panel in row.iter_mut() {
+            for x in 0..PANEL {
+                let e = exp2(panel[x] - m_new);
+                panel[x] = e;
+                sum[x] += e;
+            }
+        }
+        let sum: f32 = sum.iter().sum();
+        alpha[r] = exp2(m[r] - m_new);
+        l[r] = l[r] * alpha[r] + sum;
+        m[r] = m_new;
+    }
+    // acc = α · acc + P V, in column strips of 64, 16, then 1.
+    let mut c0 = 0;
+    while c0 + 64 <= d {
+        pv_strip::<A, 64, NP>(a, &s, &alpha, acc, c0);
+        c0 += 64;
+    }
+    while c0 + 16 <= d {
+        pv_strip::<A, 16, NP>(a, &s, &alpha, acc, c0);
+        c0 += 16;
+    }
+    while c0 < d {
+        pv_strip::<A, 1, NP>(a, &s, &alpha, acc, c0);
+        c0 += 1;
+    }
+}
+
+/// Columns `c0 .. c0 + W` of `acc = α · acc + P V` for the 4 rows of a micro-kernel call.
+#[inline(always)]
+fn pv_strip<A: Arith, const W: usize, const NP: usize>(
+    a: &GroupArgs<'_, '_>,
+    p: &[[[f32; PANEL]; NP]; GROUP],
+    alpha: &[f32; GROUP],
+    acc: &mut [f32],
+    c0: usize,
+) {
+    let d = a.pk.d;
+    let v = &a.pk.v;
+    let mut t = [[0f32; W]; GROUP];
+    for r in 0..GROUP {
+        let src = &acc[r * d + c0..r * d + c0 + W];
+        for x in 0..W {
+            t[r][x] = src[x] * alpha[r];
+        }
+    }
+    for j in a.lo..a.hi {
+        let x = j - a.ja;
+        let pj = [
+            p[0][x / PANEL][x % PANEL],
+            p[1][x / PANEL][x % PANEL],
+            p[2][x / PANEL][x % PANEL],
+            p[3][x / PANEL][x % PANEL],
+        ];
+        let vr: &[f32; W] = v[j * d + c0..j * d + c0 + W]
+            .try_into()
+            .expect("V strip has W floats");
+        for r in 0..GROUP {
+            for y in 0..W {
+                t[r][y] = A::fma(pj[r], vr[y], t[r][y]);
+            }
+        }
+    }
+    for r in 0..GROUP {
+        acc[r * d + c0..r * d + c0 + W].copy_from_slice(&t[r]);
+    }
+}
+
+/// Calls `f(ja, lo, hi)` for each chunk of the key range `[j0, j1)`.
+#[inline(always)]
+pub(crate) fn for_chunks(j0: usize, j1: usize, mut f: impl FnMut(usize, usize, usize)) {
+    let mut ja = j0 - j0 % PANEL;
+    while ja < j1 {
+        let lo = ja.max(j0);
+        let hi = (ja + CHUNK).min(j1);
+        f(ja, lo, hi);
+        ja += CHUNK;
+    }
+}
+
+/// Bits `x` of a chunk word set for keys `ja + x` in `[a, b)`.
+#[inline(always)]
+pub(crate) fn range_word(ja: usize, a: usize, b: usize) -> u64 {
+    let a = a.max(ja);
+    let b = b.min(ja + CHUNK);
+    if a >= b {
+        return 0;
+    }
+    let (lo, hi) = (a - ja, b - ja);
+    (u64::MAX >> (64 - (hi - lo))) << lo
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp2_matches_std() {
+        let mut worst = 0f64;
+        let mut x = -126.0f32;
+        while x <= 0.0 {
+            let got = exp2(x) as f64;
+            let want = (x as f64).exp2();
+            worst = worst.max((got - want).abs() / want);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert_eq!(exp2(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp2(-1000.0), 0.0);
+        assert_eq!(exp2(0.0), 1.0);
+    }
+
+    #[test]
+    fn range_words() {
+        assert_eq!(range_word(0, 0, 64), u64::MAX);
+        assert_eq!(range_word(64, 60, 66), 0b11);
+        assert_eq!(range_word(16, 20, 22), 0b11 << 4);
+        assert_eq!(range_word(0, 70, 80), 0);
+    }
+
+    #[test]
+    fn chunks_cover_the_range_once() {
+        let mut seen = vec![];
+        for_chunks(21, 150, |ja, lo, hi| seen.push((ja, lo, hi)));
+        assert_eq!(seen, vec![(16, 21, 80), (80, 80, 144), (144, 144, 150)]);
+    }
+}

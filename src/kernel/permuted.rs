@@ -1,0 +1,293 @@
+//! `permuted`: the sparse pattern as a band plus dense residue groups.
+//!
+//! sparse(k, w) = local(w) ∪ atrous(k). The atrous part links `i` and `j` exactly when
+//! `i ≡ j (mod k)`: reorder the tokens by `(i mod k, i div k)` (the Sparse Transformer's
+//! "strided transpose") and it becomes k dense diagonal blocks, one per residue class, of
+//! ~n/k tokens each — full tiles, no mask except a thin diagonal band. The local part is a
+//! band in the original order. The two key sets are made disjoint (a residue-group key is
+//! skipped when `|i − j| ≤ w`, i.e. when its group distance is ≤ ⌊w/k⌋) and their online
+//! softmax states are merged:
+//!
+//! 1. atrous pass, permuted order: query tiles of each group against the group's keys;
+//!    the running `(m, l, acc)` of every query is kept (O(n · d)).
+//! 2. local pass, original order: each query tile resumes from its rows' states, walks the
+//!    band `[i0 − w, i1 + w)` (a per-row range mask only on the band's edges), normalises.
+//!
+//! Causal patterns keep `j ≤ i` in both passes. Handles dense (one group), local (band only),
+//! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal).
+
+use super::engine::{
+    chunk, dispatch, for_chunks, range_word, Arith, Packed, TileState, Work, TILE_ROWS,
+};
+use super::{AttentionKernel, KernelError, KernelKind};
+use crate::inputs::Qkv;
+use crate::pattern::{Pattern, PatternKind};
+use ndarray::{Array2, Axis};
+use rayon::prelude::*;
+
+/// The permuted band + residue-group kernel.
+pub(crate) struct Permuted;
+
+/// How a pattern splits into a band and residue groups.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Plan {
+    n: usize,
+    /// Stride of the atrous part.
+    k: Option<usize>,
+    /// Half-width of the local band.
+    w: Option<usize>,
+    causal: bool,
+}
+
+impl Plan {
+    /// The split of `p`, if it has one.
+    pub fn of(p: &Pattern) -> Option<Self> {
+        let (k, w) = match p.kind() {
+            PatternKind::Dense => (Some(1), None),
+            PatternKind::Local => (None, Some(p.window())),
+            PatternKind::Atrous => (Some(p.stride()), None),
+            PatternKind::Sparse => (Some(p.stride()), Some(p.window())),
+            PatternKind::Strided => (Some(p.stride()), Some(p.stride() - 1)),
+            _ => return None,
+        };
+        Some(Self {
+            n: p.n(),
+            k,
+            w,
+            causal: p.is_causal(),
+        })
+    }
+
+    /// Keys `[j0, j1)` of the band pass for query rows `[i0, i1)`.
+    fn band_keys(&self, i0: usize, i1: usize) -> (usize, usize) {
+        match self.w {
+            None => (0, 0),
+            Some(w) => {
+                let j1 = if self.causal {
+                    i1
+                } else {
+                    (i1 - 1).saturating_add(w).saturating_add(1).min(self.n)
+                };
+                (i0.saturating_sub(w), j1)
+            }
+        }
+    }
+
+    /// Residue groups: `(start in permuted order, size)` for residues `0 .. min(k, n)`.
+    fn groups(&self) -> Vec<(usize, usize)> {
+        let Some(k) = self.k else {
+            return Vec::new();
+        };
+        let mut start = 0;
+        (0..k.min(self.n))
+            .map(|r| {
+                let size = (self.n - r).div_ceil(k);
+                let g = (start, size);
+                start += size;
+                g
+            })
+            .collect()
+    }
+
+    /// Group distances `|m − m'| ≤ e` are covered by the band, so the group pass skips them.
+    fn excluded(&self) -> Option<usize> {
+        Some(self.w? / self.k?)
+    }
+
+    /// Keys `[0, b)` (group-relative) the group pass visits for group rows `[m0, m1)`.
+    fn group_keys(&self, size: usize, m1: usize) -> usize {
+        if self.causal {
+            m1
+        } else {
+            size
+        }
+    }
+
+    /// Score cells both passes compute.
+    fn cells(&self) -> u64 {
+        let mut total = 0u64;
+        for (_, size) in self.groups() {
+            for m0 in (0..size).step_by(TILE_ROWS) {
+                let m1 = (m0 + TILE_ROWS).min(size);
+                total += ((m1 - m0) * self.group_keys(size, m1)) as u64;
+            }
+        }
+        if self.w.is_some() {
+            for i0 in (0..self.n).step_by(TILE_ROWS) {
+                let i1 = (i0 + TILE_ROWS).min(self.n);
+                let (j0, j1) = self.band_keys(i0, i1);
+                total += ((i1 - i0) * (j1 - j0)) as u64;
+            }
+        }
+        total
+    }
+}
+
+/// A query tile of the group pass: rows `[m0, m1)` of the group starting at `g0`.
+struct GroupTile<'p, 'a> {
+    pk: &'p Packed<'a>,
+    plan: Plan,
+    g0: usize,
+    size: usize,
+    m0: usize,
+    m1: usize,
+}
+
+impl Work for GroupTile<'_, '_> {
+    type Out = TileState;
+
+    #[inline(always)]
+    fn run<A: Arith>(self) -> TileState {
+        let rows = self.m1 - self.m0;
+        let mut st = TileState::new(rows, self.pk.d);
+        let b = self.plan.group_keys(self.size, self.m1);
+        let e = self.plan.excluded();
+        let causal = self.plan.causal;
+        let g0 = self.g0;
+        let mut words = vec![0u64; rows];
+        for_chunks(g0, g0 + b, |ja, lo, hi| {
+            let mut all = true;
+            for (r, w) in words.iter_mut().enumerate() {
+                let m = self.m0 + r;
+                // Allowed group-relative keys: [0, a) ∪ [c, end).
+                let (a, c, end) = match (e, causal) {
+                    (None, false) => (self.size, self.size, self.size),
+                    (None, true) => (m + 1, m + 1, m + 1),
+                    (Some(e), false) => (m.saturating_sub(e), m + e + 1, self.size),
+                    (Some(e), true) => (m.saturating_sub(e), m + 1, m + 1),
+                };
+                let word = range_word(ja, g0, g0 + a) | range_word(ja, g0 + c, g0 + end);
+                let word = word & range_word(ja, lo, hi);
+                all &= word == range_word(ja, lo, hi);
+                *w = word;
+            }
+            let mask = if all { None } else { Some(words.as_slice()) };
+            chunk::<A>(self.pk, &mut st, g0 + self.m0, ja, lo, hi, mask, false);
+        });
+        st
+    }
+}
+
+/// A query tile of the band pass, resuming from `st`.
+struct BandTile<'p, 'a, 'o> {
+    pk: &'p Packed<'a>,
+    plan: Plan,
+    i0: usize,
+    st: TileState,
+    out: &'o mut [f32],
+}
+
+impl Work for BandTile<'_, '_, '_> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run<A: Arith>(mut self) {
+        let d = self.pk.d;
+        let rows = self.st.rows;
+        let (j0, j1) = self.plan.band_keys(self.i0, self.i0 + rows);
+        let w = self.plan.w.unwrap_or(0);
+        let causal = self.plan.causal;
+        let mut words = vec![0u64; rows];
+        if j1 > j0 {
+            for_chunks(j0, j1, |ja, lo, hi| {
+                let mut all = true;
+                for (r, word) in words.iter_mut().enumerate() {
+                    let i = self.i0 + r;
+                    let hi_i = if causal { i + 1 } else { i + w + 1 };
+                    let x = range_word(ja, i.saturating_sub(w), hi_i) & range_word(ja, lo, hi);
+                    all &= x == range_word(ja, lo, hi);
+                    *word = x;
+                }
+                let mask = if all { None } else { Some(words.as_slice()) };
+                chunk::<A>(self.pk, &mut self.st, self.i0, ja, lo, hi, mask, false);
+            });
+        }
+        self.st.finish(self.out, d);
+    }
+}
+
+impl AttentionKernel for Permuted {
+    fn kind(&self) -> KernelKind {
+        KernelKind::Permuted
+    }
+
+    fn executed_cells(&self, p: &Pattern) -> Result<u64, KernelError> {
+        Ok(plan(p)?.cells())
+    }
+
+    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+        let plan = plan(p)?;
+        let (n, d) = qkv.q.dim();
+        // Running states in original token order: m, l, acc.
+        let mut m = vec![f32::NEG_INFINITY; n];
+        let mut l = vec![0f32; n];
+        let mut acc = vec![0f32; n * d];
+        let groups = plan.groups();
+        if let Some(k) = plan.k {
+            // perm[a] = original index of permuted position a.
+            let perm: Vec<usize> = (0..k.min(n)).flat_map(|r| (r..n).step_by(k)).collect();
+            let qp = qkv.q.select(Axis(0), &perm);
+            let kp = qkv.k.select(Axis(0), &perm);
+            let vp = qkv.v.select(Axis(0), &perm);
+            let pk = Packed::new(qp.view(), kp.view(), vp.view(), scale);
+            drop((qp, kp));
+            let tiles: Vec<(usize, usize, usize, usize)> = groups
+                .iter()
+                .flat_map(|&(g0, size)| {
+                    (0..size)
+                        .step_by(TILE_ROWS)
+                        .map(move |m0| (g0, size, m0, (m0 + TILE_ROWS).min(size)))
+                })
+                .collect();
+            let states: Vec<TileState> = tiles
+                .par_iter()
+                .map(|&(g0, size, m0, m1)| {
+                    dispatch(GroupTile {
+                        pk: &pk,
+                        plan,
+                        g0,
+                        size,
+                        m0,
+                        m1,
+                    })
+                })
+                .collect();
+            for (&(g0, _, m0, _), st) in tiles.iter().zip(&states) {
+                for r in 0..st.rows {
+                    let i = perm[g0 + m0 + r];
+                    m[i] = st.m[r];
+                    l[i] = st.l[r];
+                    acc[i * d..(i + 1) * d].copy_from_slice(&st.acc[r * d..(r + 1) * d]);
+                }
+            }
+        }
+        let pk = Packed::new(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale);
+        let mut out = vec![0f32; n * d];
+        out.par_chunks_mut(TILE_ROWS * d)
+            .enumerate()
+            .for_each(|(t, o)| {
+                let i0 = t * TILE_ROWS;
+                let rows = o.len() / d;
+                let mut st = TileState::new(rows, d);
+                st.m[..rows].copy_from_slice(&m[i0..i0 + rows]);
+                st.l[..rows].copy_from_slice(&l[i0..i0 + rows]);
+                st.acc[..rows * d].copy_from_slice(&acc[i0 * d..(i0 + rows) * d]);
+                dispatch(BandTile {
+                    pk: &pk,
+                    plan,
+                    i0,
+                    st,
+                    out: o,
+                });
+            });
+        Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
+    }
+}
+
+/// The plan of `p`, or [`KernelError::Unsupported`].
+fn plan(p: &Pattern) -> Result<Plan, KernelError> {
+    Plan::of(p).ok_or_else(|| KernelError::Unsupported {
+        kernel: KernelKind::Permuted.name(),
+        pattern: p.label(),
+    })
+}

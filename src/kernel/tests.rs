@@ -1,0 +1,289 @@
+//! Every kernel against the naive reference on every pattern, and the edge cases.
+
+use super::*;
+use crate::inputs::{generate, InputKind};
+use crate::pattern::{PatternKind, PatternParams};
+use proptest::prelude::*;
+
+/// Patterns of every family (causal too) for sequence length `n`.
+fn patterns(n: usize, k: usize, w: usize) -> Vec<Pattern> {
+    let mut out = Vec::new();
+    for causal in [false, true] {
+        let params = [
+            PatternParams::new(PatternKind::Dense, n),
+            PatternParams::new(PatternKind::Local, n).window(w),
+            PatternParams::new(PatternKind::Atrous, n).stride(k),
+            PatternParams::new(PatternKind::Sparse, n)
+                .stride(k)
+                .window(w),
+            PatternParams::new(PatternKind::Strided, n).stride(k),
+            PatternParams::new(PatternKind::Fixed, n)
+                .stride(k)
+                .summary(1.max(k / 3)),
+            PatternParams::new(PatternKind::Longformer, n)
+                .window(w)
+                .global(2),
+            PatternParams::new(PatternKind::Bigbird, n)
+                .block(8)
+                .window(1)
+                .global(1)
+                .random(1)
+                .seed(5),
+        ];
+        for p in params {
+            out.push(p.causal(causal).build().expect("valid pattern"));
+        }
+    }
+    out
+}
+
+/// Runs every kernel on `p` and compares with the reference (dense against full attention).
+fn check_all(p: &Pattern, qkv: &Qkv, block: usize) {
+    let want = reference(p, qkv, None);
+    let full = PatternParams::new(PatternKind::Dense, p.n())
+        .build()
+        .unwrap();
+    let want_full = reference(&full, qkv, None);
+    for kind in KernelKind::ALL {
+        let got = match run_kernel(kind, p, qkv, None, block) {
+            Ok(o) => o,
+            Err(KernelError::Unsupported { .. }) if !kind.supports(p) => continue,
+            Err(e) => panic!("{kind} on {}: {e}", p.label()),
+        };
+        assert!(
+            got.iter().all(|x| x.is_finite()),
+            "{kind} on {}: non-finite",
+            p.label()
+        );
+        let w = if kind == KernelKind::Dense {
+            &want_full
+        } else {
+            &want
+        };
+        let err = max_rel_err(&got, w);
+        assert!(
+            err < 1e-4,
+            "{kind} on {} (n={}, d={}, B={block}): rel err {err}",
+            p.label(),
+            p.n(),
+            qkv.d()
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn every_kernel_matches_reference_on_every_pattern(
+        n in 1usize..200,
+        d in 1usize..40,
+        k in 1usize..20,
+        w in 0usize..12,
+        block in prop::sample::select(vec![16usize, 24, 64, 7]),
+        seed in 0u64..1000,
+    ) {
+        let qkv = generate(InputKind::Random { seed }, n, d);
+        for p in patterns(n, k, w) {
+            check_all(&p, &qkv, block);
+        }
+    }
+}
+
+#[test]
+fn larger_sizes_and_head_dims() {
+    for (n, d, k, w) in [(333, 64, 16, 8), (257, 80, 64, 32), (130, 128, 5, 70)] {
+        let qkv = generate(InputKind::Structured { seed: 1 }, n, d);
+        for p in patterns(n, k, w) {
+            check_all(&p, &qkv, 64);
+        }
+    }
+}
+
+#[test]
+fn tiny_inputs() {
+    for (n, d) in [(1, 1), (1, 7), (5, 1), (2, 3)] {
+        let qkv = generate(InputKind::Random { seed: 9 }, n, d);
+        for p in patterns(n, 1, 0) {
+            check_all(&p, &qkv, 64);
+        }
+    }
+}
+
+#[test]
+fn single_key_rows_copy_their_value() {
+    // local(0): each query sees only itself, so O = V exactly.
+    let qkv = generate(InputKind::Random { seed: 4 }, 100, 8);
+    let p = PatternParams::new(PatternKind::Local, 100)
+        .window(0)
+        .build()
+        .unwrap();
+    for kind in KernelKind::ALL.into_iter().filter(|k| !k.is_dense_work()) {
+        let o = run_kernel(kind, &p, &qkv, None, 64).unwrap();
+        let err = max_rel_err(&o, &qkv.v);
+        assert!(err < 1e-6, "{kind}: {err}");
+    }
+    // atrous with k ≥ n: the diagonal only.
+    let p = PatternParams::new(PatternKind::Atrous, 100)
+        .stride(500)
+        .build()
+        .unwrap();
+    for kind in KernelKind::ALL
+        .into_iter()
+        .filter(|k| *k != KernelKind::Dense)
+    {
+        let o = run_kernel(kind, &p, &qkv, None, 16).unwrap();
+        assert!(max_rel_err(&o, &qkv.v) < 1e-6, "{kind}");
+    }
+}
+
+#[test]
+fn huge_logits_stay_finite_and_pick_the_max() {
+    // q · k / sqrt(d) reaches ±1e4: softmax becomes a hard max.
+    let n = 70;
+    let d = 4;
+    let mut qkv = generate(InputKind::Random { seed: 2 }, n, d);
+    qkv.q.fill(0.0);
+    qkv.k.fill(0.0);
+    for i in 0..n {
+        qkv.q[[i, 0]] = 100.0;
+        qkv.k[[i, 0]] = 2.0 * (i as f32 - 35.0); // key 69 has the largest logit 6.8e3
+    }
+    let p = PatternParams::new(PatternKind::Sparse, n)
+        .stride(7)
+        .window(2)
+        .build()
+        .unwrap();
+    for kind in KernelKind::ALL {
+        let o = run_kernel(kind, &p, &qkv, None, 16).unwrap();
+        assert!(o.iter().all(|x| x.is_finite()), "{kind}");
+        // Dense sees every key: every row is V[69].
+        if kind == KernelKind::Dense {
+            for i in 0..n {
+                for c in 0..d {
+                    assert!((o[[i, c]] - qkv.v[[69, c]]).abs() < 1e-5);
+                }
+            }
+        }
+    }
+    let o = run_kernel(KernelKind::Csr, &p, &qkv, Some(1e4), 16).unwrap();
+    assert!(o.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn rows_without_keys_are_zero() {
+    let qkv = generate(InputKind::Random { seed: 2 }, 8, 4);
+    let zero = engine::TileState::new(3, 4);
+    let mut out = vec![1.0f32; 12];
+    zero.finish(&mut out, 4);
+    assert!(out.iter().all(|&x| x == 0.0));
+    let w = attention_weights(None, &qkv, None).unwrap();
+    for row in w.outer_iter() {
+        assert!((row.sum() - 1.0).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let p = PatternParams::new(PatternKind::Dense, 10).build().unwrap();
+    let qkv = generate(InputKind::Random { seed: 2 }, 8, 4);
+    assert!(matches!(
+        run_kernel(KernelKind::Csr, &p, &qkv, None, 64),
+        Err(KernelError::LengthMismatch {
+            pattern_n: 10,
+            input_n: 8
+        })
+    ));
+    let mut bad = generate(InputKind::Random { seed: 2 }, 10, 4);
+    bad.v = ndarray::Array2::zeros((10, 3));
+    for kind in KernelKind::ALL {
+        assert!(matches!(
+            run_kernel(kind, &p, &bad, None, 64),
+            Err(KernelError::Input(_))
+        ));
+    }
+    let empty = Qkv {
+        q: ndarray::Array2::zeros((10, 0)),
+        k: ndarray::Array2::zeros((10, 0)),
+        v: ndarray::Array2::zeros((10, 0)),
+    };
+    assert!(run_kernel(KernelKind::Dense, &p, &empty, None, 64).is_err());
+    let ok = generate(InputKind::Random { seed: 2 }, 10, 4);
+    assert!(matches!(
+        run_kernel(KernelKind::Dense, &p, &ok, Some(f32::NAN), 64),
+        Err(KernelError::BadScale(_))
+    ));
+    assert!(run_kernel(KernelKind::Block, &p, &ok, None, 0).is_err());
+    let fixed = PatternParams::new(PatternKind::Fixed, 10)
+        .stride(4)
+        .build()
+        .unwrap();
+    assert!(matches!(
+        run_kernel(KernelKind::Permuted, &fixed, &ok, None, 64),
+        Err(KernelError::Unsupported { .. })
+    ));
+    let big = generate(InputKind::Random { seed: 2 }, MAX_WEIGHTS_N + 1, 1);
+    assert!(matches!(
+        attention_weights(None, &big, None),
+        Err(KernelError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn weights_match_the_pattern() {
+    let qkv = generate(InputKind::Structured { seed: 2 }, 50, 8);
+    let p = PatternParams::new(PatternKind::Sparse, 50)
+        .stride(5)
+        .window(1)
+        .causal(true)
+        .build()
+        .unwrap();
+    let w = attention_weights(Some(&p), &qkv, None).unwrap();
+    for i in 0..50 {
+        let total: f32 = w.row(i).sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        for j in 0..50 {
+            assert_eq!(w[[i, j]] > 0.0, p.allows(i, j), "({i}, {j})");
+        }
+    }
+    // O = W V.
+    let o = reference(&p, &qkv, None);
+    let wv = w.dot(&qkv.v);
+    assert!(max_rel_err(&wv, &o) < 1e-5);
+}
+
+#[test]
+fn executed_cells_follow_spec() {
+    let p = PatternParams::new(PatternKind::Sparse, 300)
+        .stride(10)
+        .window(4)
+        .build()
+        .unwrap();
+    assert_eq!(executed_cells(KernelKind::Dense, &p, 64), 90_000);
+    assert_eq!(executed_cells(KernelKind::Masked, &p, 64), 90_000);
+    assert_eq!(executed_cells(KernelKind::Csr, &p, 64), p.nnz());
+    let bs = BlockStats::compute(&p, 32).unwrap();
+    assert_eq!(executed_cells(KernelKind::Block, &p, 32), bs.cells_visited);
+    let perm = executed_cells(KernelKind::Permuted, &p, 64);
+    assert!(perm >= p.nnz() && perm < 90_000, "{perm}");
+    // local(2), n = 64: one query tile, band keys [0, 64): 64 · 64 cells.
+    let l = PatternParams::new(PatternKind::Local, 64)
+        .window(2)
+        .build()
+        .unwrap();
+    assert_eq!(executed_cells(KernelKind::Permuted, &l, 64), 64 * 64);
+    let fixed = PatternParams::new(PatternKind::Fixed, 10)
+        .stride(4)
+        .build()
+        .unwrap();
+    assert_eq!(executed_cells(KernelKind::Permuted, &fixed, 64), 0);
+    assert_eq!(flops_useful(&p, 64), 4 * 64 * p.nnz());
+}
+
+#[test]
+fn kernel_names_round_trip() {
+    for k in KernelKind::ALL {
+        assert_eq!(KernelKind::from_name(k.name()), Some(k));
+        assert_eq!(kernel(k, 64).kind(), k);
+    }
+    assert_eq!(KernelKind::from_name("flash"), None);
+}
