@@ -213,7 +213,7 @@ fn structured(seed: u64, n: usize, d: usize) -> Qkv {
     let feature = |i: usize, c: usize| -> f64 {
         let f = c / 2;
         let theta = omega(f) * i as f64;
-        if c % 2 == 0 {
+        if c.is_multiple_of(2) {
             amp * theta.cos()
         } else {
             amp * theta.sin()

@@ -6,7 +6,7 @@
 //! row, so building all masks of a block row costs O(its nnz + its tiles · B)), and an empty
 //! tile is never touched.
 
-use super::engine::{chunk, dispatch, for_chunks, range_word, Arith, Packed, TileState, Work};
+use super::engine::{chunk, chunks, dispatch, range_word, Arith, Packed, TileState, Work};
 use super::{block_cells, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::{BlockKind, BlockLayout, Pattern};
@@ -55,10 +55,10 @@ impl Work for BlockRow<'_, '_, '_> {
         for (bj, kind, _) in self.layout.row(self.bi) {
             let j0 = bj * b;
             let j1 = ((bj + 1) * b).min(n);
-            for_chunks(j0, j1, |ja, lo, hi| {
+            for (ja, lo, hi) in chunks(j0, j1) {
                 if kind == BlockKind::Full {
                     chunk::<A>(self.pk, &mut st, rows.start, ja, lo, hi, None, false);
-                    return;
+                    continue;
                 }
                 for (r, w) in words.iter_mut().enumerate() {
                     let keys = &self.keys[r];
@@ -84,7 +84,7 @@ impl Work for BlockRow<'_, '_, '_> {
                     Some(&words),
                     false,
                 );
-            });
+            }
         }
         st.finish(self.out, d);
     }

@@ -73,6 +73,13 @@ impl Work for CsrRows<'_, '_, '_> {
             let i = self.i0 + r;
             self.p.row_keys(i, self.keys);
             let q = &self.pk.qs[i * d..(i + 1) * d];
+            #[cfg(target_arch = "x86_64")]
+            if A::AVX512 {
+                // SAFETY: AVX-512 was detected at run time; `row_keys` gives keys < n and
+                // K, V are n × d.
+                unsafe { super::avx512::csr_row(q, self.k, v, self.keys, d, &mut acc, o) };
+                continue;
+            }
             acc.fill(0.0);
             let mut m = f32::NEG_INFINITY;
             let mut l = 0f32;

@@ -17,6 +17,7 @@
 // Micro-kernels index fixed-size lanes on purpose: it is what LLVM vectorises best.
 #![allow(clippy::needless_range_loop)]
 
+use rayon::prelude::*;
 use std::borrow::Cow;
 
 /// Keys per packed panel (one 512-bit vector of f32).
@@ -33,8 +34,22 @@ const LOG2_E: f32 = std::f32::consts::LOG2_E;
 
 /// Fused or plain multiply-add, chosen per instruction set.
 pub(crate) trait Arith: Copy {
+    /// Whether the explicit AVX-512 micro-kernels (`avx512.rs`) may be used.
+    const AVX512: bool = false;
     /// `a · b + c`.
     fn fma(a: f32, b: f32, c: f32) -> f32;
+}
+
+/// The AVX-512 path: explicit intrinsics micro-kernels, fused multiply-add elsewhere.
+#[derive(Clone, Copy)]
+pub(crate) struct Avx512;
+
+impl Arith for Avx512 {
+    const AVX512: bool = true;
+    #[inline(always)]
+    fn fma(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
 }
 
 /// Fused multiply-add (only used inside functions compiled with the `fma` feature).
@@ -111,7 +126,7 @@ pub fn simd_path() -> &'static str {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
 unsafe fn run_avx512<W: Work>(w: W) -> W::Out {
-    w.run::<Fused>()
+    w.run::<Avx512>()
 }
 
 /// # Safety
@@ -168,29 +183,83 @@ impl<'a> Packed<'a> {
         scale: f32,
     ) -> Self {
         let (n, d) = q.dim();
-        // GROUP spare rows: a tile starting anywhere may read a whole last group.
-        let rows = n + GROUP;
-        let mut qs = vec![0f32; rows * d];
-        let f = scale * LOG2_E;
-        for (dst, src) in qs.chunks_exact_mut(d).zip(q.rows()) {
-            for (a, b) in dst.iter_mut().zip(src.iter()) {
-                *a = b * f;
-            }
-        }
-        let panels = n.div_ceil(PANEL);
-        let mut kt = vec![0f32; panels * d * PANEL];
-        for (j, row) in k.rows().into_iter().enumerate() {
-            let base = (j / PANEL) * d * PANEL + j % PANEL;
-            for (c, x) in row.iter().enumerate() {
-                kt[base + c * PANEL] = *x;
-            }
-        }
         let v = match v.to_slice() {
             Some(s) => Cow::Borrowed(s),
             None => Cow::Owned(v.iter().copied().collect()),
         };
-        Self { n, d, qs, kt, v }
+        Self {
+            n,
+            d,
+            qs: pack_q(q, scale, None),
+            kt: pack_kt(k, None),
+            v,
+        }
     }
+
+    /// Packs the rows in the order `perm` (row `a` of the result is row `perm[a]`).
+    pub fn permuted(
+        q: ndarray::ArrayView2<'_, f32>,
+        k: ndarray::ArrayView2<'_, f32>,
+        v: ndarray::ArrayView2<'_, f32>,
+        scale: f32,
+        perm: &[usize],
+    ) -> Packed<'static> {
+        let (n, d) = q.dim();
+        let v = v.as_standard_layout();
+        let src = v.as_slice().expect("standard layout");
+        let mut vp = vec![0f32; n * d];
+        vp.par_chunks_mut(d)
+            .zip(perm.par_iter())
+            .for_each(|(dst, &i)| dst.copy_from_slice(&src[i * d..(i + 1) * d]));
+        Packed {
+            n,
+            d,
+            qs: pack_q(q, scale, Some(perm)),
+            kt: pack_kt(k, Some(perm)),
+            v: Cow::Owned(vp),
+        }
+    }
+}
+
+/// Q · scale · log2(e), `(n + GROUP) × d` (GROUP spare zero rows: a tile starting anywhere may
+/// read a whole last group), rows in `perm` order if given; in parallel.
+fn pack_q(q: ndarray::ArrayView2<'_, f32>, scale: f32, perm: Option<&[usize]>) -> Vec<f32> {
+    let (n, d) = q.dim();
+    let q = q.as_standard_layout();
+    let src = q.as_slice().expect("standard layout");
+    let mut qs = vec![0f32; (n + GROUP) * d];
+    let f = scale * LOG2_E;
+    qs[..n * d]
+        .par_chunks_mut(d)
+        .enumerate()
+        .for_each(|(a, dst)| {
+            let i = perm.map_or(a, |p| p[a]);
+            for (x, y) in dst.iter_mut().zip(&src[i * d..(i + 1) * d]) {
+                *x = y * f;
+            }
+        });
+    qs
+}
+
+/// Kᵀ in panels of [`PANEL`] keys, rows in `perm` order if given; in parallel over panels.
+fn pack_kt(k: ndarray::ArrayView2<'_, f32>, perm: Option<&[usize]>) -> Vec<f32> {
+    let (n, d) = k.dim();
+    let k = k.as_standard_layout();
+    let src = k.as_slice().expect("standard layout");
+    let panels = n.div_ceil(PANEL);
+    let mut kt = vec![0f32; panels * d * PANEL];
+    kt.par_chunks_mut(d * PANEL)
+        .enumerate()
+        .for_each(|(p, dst)| {
+            for x in 0..PANEL.min(n - p * PANEL) {
+                let a = p * PANEL + x;
+                let i = perm.map_or(a, |pm| pm[a]);
+                for (c, y) in src[i * d..(i + 1) * d].iter().enumerate() {
+                    dst[c * PANEL + x] = *y;
+                }
+            }
+        });
+    kt
 }
 
 /// Running softmax state and output accumulator of one query tile.
@@ -276,6 +345,20 @@ pub(crate) fn chunk<A: Arith>(
         let m = &mut st.m[g * GROUP..(g + 1) * GROUP];
         let l = &mut st.l[g * GROUP..(g + 1) * GROUP];
         let acc = &mut st.acc[g * GROUP * pk.d..(g + 1) * GROUP * pk.d];
+        #[cfg(target_arch = "x86_64")]
+        if A::AVX512 {
+            // SAFETY: `A::AVX512` is only used after runtime detection of AVX-512F/VL + FMA;
+            // the arguments satisfy the bounds `avx512::group` documents.
+            unsafe {
+                match np {
+                    1 => super::avx512::group::<1>(&args, m, l, acc),
+                    2 => super::avx512::group::<2>(&args, m, l, acc),
+                    3 => super::avx512::group::<3>(&args, m, l, acc),
+                    _ => super::avx512::group::<4>(&args, m, l, acc),
+                }
+            }
+            continue;
+        }
         match np {
             1 => group::<A, 1>(&args, m, l, acc),
             2 => group::<A, 2>(&args, m, l, acc),
@@ -286,14 +369,21 @@ pub(crate) fn chunk<A: Arith>(
 }
 
 /// Arguments of one micro-kernel call.
-struct GroupArgs<'p, 'a> {
-    pk: &'p Packed<'a>,
-    q_row: usize,
-    ja: usize,
-    lo: usize,
-    hi: usize,
-    bits: Option<[u64; GROUP]>,
-    always_mask: bool,
+pub(crate) struct GroupArgs<'p, 'a> {
+    /// The packed inputs.
+    pub pk: &'p Packed<'a>,
+    /// First of the 4 query rows in `pk.qs`.
+    pub q_row: usize,
+    /// Panel-aligned first key of the chunk window.
+    pub ja: usize,
+    /// First key of the chunk.
+    pub lo: usize,
+    /// One past the last key of the chunk.
+    pub hi: usize,
+    /// Per-row allowed-key words (bit x = key ja + x), if masked.
+    pub bits: Option<[u64; GROUP]>,
+    /// Send every cell through the mask select.
+    pub always_mask: bool,
 }
 
 /// The micro-kernel: [`GROUP`] query rows against `NP` panels (see the module docs).
@@ -440,16 +530,18 @@ fn pv_strip<A: Arith, const W: usize, const NP: usize>(
     }
 }
 
-/// Calls `f(ja, lo, hi)` for each chunk of the key range `[j0, j1)`.
+/// The chunks `(ja, lo, hi)` of the key range `[j0, j1)`.
+///
+/// An iterator rather than a callback on purpose: a closure body is compiled as its own
+/// function without the caller's `#[target_feature]`s, and `mul_add` there becomes a slow
+/// library call.
 #[inline(always)]
-pub(crate) fn for_chunks(j0: usize, j1: usize, mut f: impl FnMut(usize, usize, usize)) {
-    let mut ja = j0 - j0 % PANEL;
-    while ja < j1 {
-        let lo = ja.max(j0);
-        let hi = (ja + CHUNK).min(j1);
-        f(ja, lo, hi);
-        ja += CHUNK;
-    }
+pub(crate) fn chunks(j0: usize, j1: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+    let first = j0 - j0 % PANEL;
+    let end = if j1 > j0 { j1 } else { first };
+    (first..end)
+        .step_by(CHUNK)
+        .map(move |ja| (ja, ja.max(j0), (ja + CHUNK).min(j1)))
 }
 
 /// Bits `x` of a chunk word set for keys `ja + x` in `[a, b)`.
@@ -494,8 +586,8 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_range_once() {
-        let mut seen = vec![];
-        for_chunks(21, 150, |ja, lo, hi| seen.push((ja, lo, hi)));
+        let seen: Vec<_> = chunks(21, 150).collect();
         assert_eq!(seen, vec![(16, 21, 80), (80, 80, 144), (144, 144, 150)]);
+        assert_eq!(chunks(5, 5).count(), 0);
     }
 }

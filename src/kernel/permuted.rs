@@ -17,16 +17,20 @@
 //! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal).
 
 use super::engine::{
-    chunk, dispatch, for_chunks, range_word, Arith, Packed, TileState, Work, TILE_ROWS,
+    chunk, chunks, dispatch, range_word, Arith, Packed, TileState, Work, TILE_ROWS,
 };
 use super::{AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::{Pattern, PatternKind};
-use ndarray::{Array2, Axis};
+use ndarray::Array2;
 use rayon::prelude::*;
 
 /// The permuted band + residue-group kernel.
 pub(crate) struct Permuted;
+
+/// Query rows per band-pass task: small, so that a tile's key range `[i0 − w, i1 + w)` is not
+/// much wider than one row's band `2w + 1`.
+const BAND_ROWS: usize = 16;
 
 /// How a pattern splits into a band and residue groups.
 #[derive(Clone, Copy, Debug)]
@@ -113,8 +117,8 @@ impl Plan {
             }
         }
         if self.w.is_some() {
-            for i0 in (0..self.n).step_by(TILE_ROWS) {
-                let i1 = (i0 + TILE_ROWS).min(self.n);
+            for i0 in (0..self.n).step_by(BAND_ROWS) {
+                let i1 = (i0 + BAND_ROWS).min(self.n);
                 let (j0, j1) = self.band_keys(i0, i1);
                 total += ((i1 - i0) * (j1 - j0)) as u64;
             }
@@ -145,7 +149,7 @@ impl Work for GroupTile<'_, '_> {
         let causal = self.plan.causal;
         let g0 = self.g0;
         let mut words = vec![0u64; rows];
-        for_chunks(g0, g0 + b, |ja, lo, hi| {
+        for (ja, lo, hi) in chunks(g0, g0 + b) {
             let mut all = true;
             for (r, w) in words.iter_mut().enumerate() {
                 let m = self.m0 + r;
@@ -163,7 +167,7 @@ impl Work for GroupTile<'_, '_> {
             }
             let mask = if all { None } else { Some(words.as_slice()) };
             chunk::<A>(self.pk, &mut st, g0 + self.m0, ja, lo, hi, mask, false);
-        });
+        }
         st
     }
 }
@@ -189,7 +193,7 @@ impl Work for BandTile<'_, '_, '_> {
         let causal = self.plan.causal;
         let mut words = vec![0u64; rows];
         if j1 > j0 {
-            for_chunks(j0, j1, |ja, lo, hi| {
+            for (ja, lo, hi) in chunks(j0, j1) {
                 let mut all = true;
                 for (r, word) in words.iter_mut().enumerate() {
                     let i = self.i0 + r;
@@ -200,7 +204,7 @@ impl Work for BandTile<'_, '_, '_> {
                 }
                 let mask = if all { None } else { Some(words.as_slice()) };
                 chunk::<A>(self.pk, &mut self.st, self.i0, ja, lo, hi, mask, false);
-            });
+            }
         }
         self.st.finish(self.out, d);
     }
@@ -218,60 +222,67 @@ impl AttentionKernel for Permuted {
     fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
         let plan = plan(p)?;
         let (n, d) = qkv.q.dim();
-        // Running states in original token order: m, l, acc.
-        let mut m = vec![f32::NEG_INFINITY; n];
-        let mut l = vec![0f32; n];
-        let mut acc = vec![0f32; n * d];
-        let groups = plan.groups();
+        // Group pass: running states (m, l, acc) in permuted order; `inv[i]` is the permuted
+        // position of token i.
+        let mut state: Option<GroupStates> = None;
         if let Some(k) = plan.k {
-            // perm[a] = original index of permuted position a.
             let perm: Vec<usize> = (0..k.min(n)).flat_map(|r| (r..n).step_by(k)).collect();
-            let qp = qkv.q.select(Axis(0), &perm);
-            let kp = qkv.k.select(Axis(0), &perm);
-            let vp = qkv.v.select(Axis(0), &perm);
-            let pk = Packed::new(qp.view(), kp.view(), vp.view(), scale);
-            drop((qp, kp));
-            let tiles: Vec<(usize, usize, usize, usize)> = groups
-                .iter()
-                .flat_map(|&(g0, size)| {
-                    (0..size)
-                        .step_by(TILE_ROWS)
-                        .map(move |m0| (g0, size, m0, (m0 + TILE_ROWS).min(size)))
-                })
-                .collect();
-            let states: Vec<TileState> = tiles
-                .par_iter()
-                .map(|&(g0, size, m0, m1)| {
-                    dispatch(GroupTile {
+            let mut inv = vec![0usize; n];
+            for (a, &i) in perm.iter().enumerate() {
+                inv[i] = a;
+            }
+            let pk = Packed::permuted(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale, &perm);
+            drop(perm);
+            let mut m = vec![f32::NEG_INFINITY; n];
+            let mut l = vec![0f32; n];
+            let mut acc = vec![0f32; n * d];
+            // The tiles partition the permuted order: hand each its own slices.
+            let mut jobs = Vec::new();
+            let (mut mr, mut lr, mut ar) = (m.as_mut_slice(), l.as_mut_slice(), acc.as_mut_slice());
+            for (g0, size) in plan.groups() {
+                for m0 in (0..size).step_by(TILE_ROWS) {
+                    let m1 = (m0 + TILE_ROWS).min(size);
+                    let rows = m1 - m0;
+                    let (a, b) = std::mem::take(&mut mr).split_at_mut(rows);
+                    let (c, e) = std::mem::take(&mut lr).split_at_mut(rows);
+                    let (f, h) = std::mem::take(&mut ar).split_at_mut(rows * d);
+                    (mr, lr, ar) = (b, e, h);
+                    jobs.push((g0, size, m0, m1, a, c, f));
+                }
+            }
+            jobs.into_par_iter()
+                .for_each(|(g0, size, m0, m1, ms, ls, accs)| {
+                    let st = dispatch(GroupTile {
                         pk: &pk,
                         plan,
                         g0,
                         size,
                         m0,
                         m1,
-                    })
-                })
-                .collect();
-            for (&(g0, _, m0, _), st) in tiles.iter().zip(&states) {
-                for r in 0..st.rows {
-                    let i = perm[g0 + m0 + r];
-                    m[i] = st.m[r];
-                    l[i] = st.l[r];
-                    acc[i * d..(i + 1) * d].copy_from_slice(&st.acc[r * d..(r + 1) * d]);
-                }
-            }
+                    });
+                    ms.copy_from_slice(&st.m[..st.rows]);
+                    ls.copy_from_slice(&st.l[..st.rows]);
+                    accs.copy_from_slice(&st.acc[..st.rows * d]);
+                });
+            state = Some((m, l, acc, inv));
         }
+        // Band pass in token order, resuming from the group pass's states.
         let pk = Packed::new(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale);
         let mut out = vec![0f32; n * d];
-        out.par_chunks_mut(TILE_ROWS * d)
+        out.par_chunks_mut(BAND_ROWS * d)
             .enumerate()
             .for_each(|(t, o)| {
-                let i0 = t * TILE_ROWS;
+                let i0 = t * BAND_ROWS;
                 let rows = o.len() / d;
                 let mut st = TileState::new(rows, d);
-                st.m[..rows].copy_from_slice(&m[i0..i0 + rows]);
-                st.l[..rows].copy_from_slice(&l[i0..i0 + rows]);
-                st.acc[..rows * d].copy_from_slice(&acc[i0 * d..(i0 + rows) * d]);
+                if let Some((m, l, acc, inv)) = &state {
+                    for r in 0..rows {
+                        let a = inv[i0 + r];
+                        st.m[r] = m[a];
+                        st.l[r] = l[a];
+                        st.acc[r * d..(r + 1) * d].copy_from_slice(&acc[a * d..(a + 1) * d]);
+                    }
+                }
                 dispatch(BandTile {
                     pk: &pk,
                     plan,
@@ -283,6 +294,10 @@ impl AttentionKernel for Permuted {
         Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
     }
 }
+
+/// Group-pass results in permuted order: running max, running sum, accumulator (`n × d`), and
+/// the permuted position of each token.
+type GroupStates = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>);
 
 /// The plan of `p`, or [`KernelError::Unsupported`].
 fn plan(p: &Pattern) -> Result<Plan, KernelError> {

@@ -265,12 +265,15 @@ fn executed_cells_follow_spec() {
     assert_eq!(executed_cells(KernelKind::Block, &p, 32), bs.cells_visited);
     let perm = executed_cells(KernelKind::Permuted, &p, 64);
     assert!(perm >= p.nnz() && perm < 90_000, "{perm}");
-    // local(2), n = 64: one query tile, band keys [0, 64): 64 · 64 cells.
+    // local(2), n = 64: 4 band tiles of 16 rows, keys [i0 − 2, i0 + 18) ∩ [0, 64).
     let l = PatternParams::new(PatternKind::Local, 64)
         .window(2)
         .build()
         .unwrap();
-    assert_eq!(executed_cells(KernelKind::Permuted, &l, 64), 64 * 64);
+    assert_eq!(
+        executed_cells(KernelKind::Permuted, &l, 64),
+        16 * (18 + 20 + 20 + 18)
+    );
     let fixed = PatternParams::new(PatternKind::Fixed, 10)
         .stride(4)
         .build()

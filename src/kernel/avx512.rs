@@ -1,0 +1,267 @@
+//! The AVX-512 micro-kernels, written with `std::arch` intrinsics (LLVM does not reliably
+//! vectorise the portable versions: it unrolls the 64-wide strips into scalar FMAs).
+//!
+//! Same math and layout as the portable code in `engine.rs` / `csr.rs`: 4 query rows × up to
+//! 4 panels of 16 keys = 16 `zmm` score accumulators; masking with one blend per panel from the
+//! chunk's bit word; `exp2` as a degree-6 polynomial with the exponent built in the integer
+//! lanes; `P V` in column strips of 64 (16 `zmm` accumulators), then 16, then a masked tail.
+//! Only reached after runtime detection of AVX-512F (see `engine::dispatch`).
+
+// Register tiles are indexed by constant lanes on purpose.
+#![allow(clippy::needless_range_loop)]
+
+use super::engine::{GroupArgs, GROUP, PANEL};
+use std::arch::x86_64::*;
+
+/// `2^x` per lane for `x ≤ 0`; exactly 0 for `x ≤ −127` (including −∞).
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp2_ps(x: __m512) -> __m512 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2²³: adding it rounds to an integer
+    let x = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-127.0)),
+        _mm512_set1_ps(127.0),
+    );
+    let t = _mm512_add_ps(x, _mm512_set1_ps(MAGIC));
+    let n = _mm512_sub_epi32(
+        _mm512_castps_si512(t),
+        _mm512_set1_epi32(MAGIC.to_bits() as i32),
+    );
+    let f = _mm512_sub_ps(x, _mm512_sub_ps(t, _mm512_set1_ps(MAGIC)));
+    let mut p = _mm512_set1_ps(1.540_353e-4);
+    for c in [
+        1.333_355_8e-3,
+        9.618_129e-3,
+        5.550_411e-2,
+        0.240_226_5,
+        std::f32::consts::LN_2,
+        1.0,
+    ] {
+        p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c));
+    }
+    let e = _mm512_max_epi32(
+        _mm512_add_epi32(n, _mm512_set1_epi32(127)),
+        _mm512_setzero_si512(),
+    );
+    _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e)))
+}
+
+/// Lane mask of the first `len` lanes (`len ≤ 16`).
+#[inline]
+fn tail(len: usize) -> __mmask16 {
+    ((1u32 << len) - 1) as __mmask16
+}
+
+/// The micro-kernel (see `engine::group` for the portable twin).
+///
+/// # Safety
+/// AVX-512F must be available; `a` must describe valid rows and panels of `a.pk` (as built by
+/// `engine::chunk`), and `m`, `l` hold 4 rows, `acc` 4 · d floats.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,fma")]
+pub(super) unsafe fn group<const NP: usize>(
+    a: &GroupArgs<'_, '_>,
+    m: &mut [f32],
+    l: &mut [f32],
+    acc: &mut [f32],
+) {
+    let pk = a.pk;
+    let d = pk.d;
+    debug_assert!(m.len() == GROUP && l.len() == GROUP && acc.len() == GROUP * d);
+    debug_assert!((a.q_row + GROUP) * d <= pk.qs.len());
+    debug_assert!((a.ja / PANEL + NP) * d * PANEL <= pk.kt.len());
+    debug_assert!(a.hi * d <= pk.v.len());
+    // SAFETY (all pointer reads below): bounds checked by the debug assertions above, which
+    // `engine::chunk` guarantees: Q has n + GROUP rows, K is packed to whole panels, keys < n.
+    let q = pk.qs.as_ptr().add(a.q_row * d);
+    let kt = pk.kt.as_ptr().add((a.ja / PANEL) * d * PANEL);
+    let mut s = [[_mm512_setzero_ps(); NP]; GROUP];
+    for c in 0..d {
+        let qb = [
+            _mm512_set1_ps(*q.add(c)),
+            _mm512_set1_ps(*q.add(d + c)),
+            _mm512_set1_ps(*q.add(2 * d + c)),
+            _mm512_set1_ps(*q.add(3 * d + c)),
+        ];
+        for p in 0..NP {
+            let kv = _mm512_loadu_ps(kt.add((p * d + c) * PANEL));
+            for r in 0..GROUP {
+                s[r][p] = _mm512_fmadd_ps(qb[r], kv, s[r][p]);
+            }
+        }
+    }
+    let width = NP * PANEL;
+    let full = if width == 64 {
+        u64::MAX
+    } else {
+        (1u64 << width) - 1
+    };
+    let range = {
+        let (lo, hi) = (a.lo - a.ja, a.hi - a.ja);
+        (u64::MAX >> (64 - (hi - lo))) << lo
+    };
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut alpha = [1f32; GROUP];
+    let mut pbuf = [[0f32; 64]; GROUP];
+    for r in 0..GROUP {
+        let word = a.bits.map_or(u64::MAX, |b| b[r]) & full & range;
+        if a.always_mask || word != full {
+            for p in 0..NP {
+                let k = (word >> (p * PANEL)) as __mmask16;
+                s[r][p] = _mm512_mask_blend_ps(k, neg_inf, s[r][p]);
+            }
+        }
+        let mut mx = s[r][0];
+        for p in 1..NP {
+            mx = _mm512_max_ps(mx, s[r][p]);
+        }
+        let m_new = m[r].max(_mm512_reduce_max_ps(mx));
+        if m_new == f32::NEG_INFINITY {
+            continue; // nothing allowed yet: P stays 0
+        }
+        let mb = _mm512_set1_ps(m_new);
+        let mut sum = _mm512_setzero_ps();
+        for p in 0..NP {
+            let e = exp2_ps(_mm512_sub_ps(s[r][p], mb));
+            sum = _mm512_add_ps(sum, e);
+            _mm512_storeu_ps(pbuf[r].as_mut_ptr().add(p * PANEL), e);
+        }
+        alpha[r] = super::engine::exp2(m[r] - m_new);
+        l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(sum);
+        m[r] = m_new;
+    }
+    let v = pk.v.as_ptr();
+    let accp = acc.as_mut_ptr();
+    let al = [
+        _mm512_set1_ps(alpha[0]),
+        _mm512_set1_ps(alpha[1]),
+        _mm512_set1_ps(alpha[2]),
+        _mm512_set1_ps(alpha[3]),
+    ];
+    // Strips of 64 columns: 4 rows × 4 vectors of accumulators.
+    let mut c0 = 0;
+    while c0 + 64 <= d {
+        let mut t = [[_mm512_setzero_ps(); 4]; GROUP];
+        for r in 0..GROUP {
+            for x in 0..4 {
+                t[r][x] = _mm512_mul_ps(al[r], _mm512_loadu_ps(accp.add(r * d + c0 + 16 * x)));
+            }
+        }
+        for j in a.lo..a.hi {
+            let x = j - a.ja;
+            let vr = v.add(j * d + c0);
+            let vv = [
+                _mm512_loadu_ps(vr),
+                _mm512_loadu_ps(vr.add(16)),
+                _mm512_loadu_ps(vr.add(32)),
+                _mm512_loadu_ps(vr.add(48)),
+            ];
+            for r in 0..GROUP {
+                let pb = _mm512_set1_ps(pbuf[r][x]);
+                for y in 0..4 {
+                    t[r][y] = _mm512_fmadd_ps(pb, vv[y], t[r][y]);
+                }
+            }
+        }
+        for r in 0..GROUP {
+            for x in 0..4 {
+                _mm512_storeu_ps(accp.add(r * d + c0 + 16 * x), t[r][x]);
+            }
+        }
+        c0 += 64;
+    }
+    // Strips of 16 (the last one masked).
+    while c0 < d {
+        let k = tail((d - c0).min(16));
+        let mut t = [_mm512_setzero_ps(); GROUP];
+        for r in 0..GROUP {
+            t[r] = _mm512_mul_ps(al[r], _mm512_maskz_loadu_ps(k, accp.add(r * d + c0)));
+        }
+        for j in a.lo..a.hi {
+            let x = j - a.ja;
+            let vv = _mm512_maskz_loadu_ps(k, v.add(j * d + c0));
+            for r in 0..GROUP {
+                t[r] = _mm512_fmadd_ps(_mm512_set1_ps(pbuf[r][x]), vv, t[r]);
+            }
+        }
+        for r in 0..GROUP {
+            _mm512_mask_storeu_ps(accp.add(r * d + c0), k, t[r]);
+        }
+        c0 += 16;
+    }
+}
+
+/// One CSR row: `out = softmax(q · k_j for j in keys) · V`, q pre-scaled for base 2.
+///
+/// # Safety
+/// AVX-512F must be available; `q`, `out` have `d` floats; `k`, `v` are `n × d` row-major
+/// with every key `< n`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,fma")]
+pub(super) unsafe fn csr_row(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    keys: &[u32],
+    d: usize,
+    acc: &mut [f32],
+    out: &mut [f32],
+) {
+    debug_assert!(q.len() >= d && out.len() >= d && acc.len() >= d);
+    debug_assert!(keys
+        .iter()
+        .all(|&j| (j as usize + 1) * d <= k.len().min(v.len())));
+    let strips = d.div_ceil(16);
+    let mask = |s: usize| tail((d - 16 * s).min(16));
+    acc[..d].fill(0.0);
+    let accp = acc.as_mut_ptr();
+    let mut m = f32::NEG_INFINITY;
+    let mut l = 0f32;
+    let mut scores = [0f32; 16];
+    for js in keys.chunks(16) {
+        // Scores of up to 16 keys, 4 at a time sharing the loads of q.
+        for (t4, quad) in js.chunks(4).enumerate() {
+            let mut a4 = [_mm512_setzero_ps(); 4];
+            for s in 0..strips {
+                let qv = _mm512_maskz_loadu_ps(mask(s), q.as_ptr().add(16 * s));
+                for (t, &j) in quad.iter().enumerate() {
+                    let kv =
+                        _mm512_maskz_loadu_ps(mask(s), k.as_ptr().add(j as usize * d + 16 * s));
+                    a4[t] = _mm512_fmadd_ps(qv, kv, a4[t]);
+                }
+            }
+            for t in 0..quad.len() {
+                scores[4 * t4 + t] = _mm512_reduce_add_ps(a4[t]);
+            }
+        }
+        let live = tail(js.len());
+        let sv = _mm512_mask_blend_ps(
+            live,
+            _mm512_set1_ps(f32::NEG_INFINITY),
+            _mm512_loadu_ps(scores.as_ptr()),
+        );
+        let m_new = m.max(_mm512_reduce_max_ps(sv));
+        let pv = exp2_ps(_mm512_sub_ps(sv, _mm512_set1_ps(m_new)));
+        let alpha = super::engine::exp2(m - m_new);
+        l = l * alpha + _mm512_reduce_add_ps(pv);
+        m = m_new;
+        let mut p = [0f32; 16];
+        _mm512_storeu_ps(p.as_mut_ptr(), pv);
+        for s in 0..strips {
+            let ms = mask(s);
+            let mut t = _mm512_mul_ps(
+                _mm512_set1_ps(alpha),
+                _mm512_maskz_loadu_ps(ms, accp.add(16 * s)),
+            );
+            for (x, &j) in js.iter().enumerate() {
+                let vv = _mm512_maskz_loadu_ps(ms, v.as_ptr().add(j as usize * d + 16 * s));
+                t = _mm512_fmadd_ps(_mm512_set1_ps(p[x]), vv, t);
+            }
+            _mm512_mask_storeu_ps(accp.add(16 * s), ms, t);
+        }
+    }
+    let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+    for (o, a) in out[..d].iter_mut().zip(&acc[..d]) {
+        *o = a * inv;
+    }
+}
