@@ -303,24 +303,41 @@ fn lerp(a: [u8; 3], b: [u8; 3], t: f32) -> [u8; 3] {
     [m(a[0], b[0]), m(a[1], b[1]), m(a[2], b[2])]
 }
 
-/// Background → `rgb` by the allowed fraction of each pixel.
+/// Display intensity of a pixel whose cells are allowed in share `f`: 0 stays 0, any allowed
+/// cell is clearly visible (≥ 0.35), a full pixel is 1; √ keeps sparse lattices readable when
+/// one pixel covers many cells. At one cell per pixel this is exactly 0 or 1.
+pub fn intensity(f: f32) -> f32 {
+    if f <= 0.0 {
+        0.0
+    } else {
+        0.35 + 0.65 * f.min(1.0).sqrt()
+    }
+}
+
+/// Background → `rgb` by the allowed share of each pixel (through [`intensity`]).
 pub fn tinted(r: &Raster, rgb: [u8; 3], dark: bool) -> MaskImage {
     let bg = background(dark);
     let mut out = Vec::with_capacity(r.counts.len() * 4);
     for f in r.fractions() {
-        let c = lerp(bg, rgb, f);
+        let c = lerp(bg, rgb, intensity(f));
         out.extend_from_slice(&[c[0], c[1], c[2], 255]);
     }
     image_of(r, out)
 }
 
-/// The colormap of each pixel's allowed fraction.
+/// The colormap of each pixel's allowed share (through [`intensity`]).
 pub fn mapped(r: &Raster, cmap: Colormap) -> MaskImage {
-    image_of(r, crate::render::raster_rgba(r, cmap))
+    let lut = cmap.lut();
+    let mut out = Vec::with_capacity(r.counts.len() * 4);
+    for f in r.fractions() {
+        let c = lut[(intensity(f) * 255.0).round() as usize];
+        out.extend_from_slice(&[c[0], c[1], c[2], 255]);
+    }
+    image_of(r, out)
 }
 
-/// The sparse map coloured by origin: local-only, atrous-only and both cells mixed by their
-/// share of each pixel (`both = local + atrous − sparse`).
+/// The sparse map coloured by origin: the local-only, atrous-only and both cells of a pixel
+/// mixed by count (`both = local + atrous − sparse`), over the background by [`intensity`].
 pub fn composite(sparse: &Raster, local: &Raster, atrous: &Raster, dark: bool) -> MaskImage {
     let bg = background(dark);
     let mut out = Vec::with_capacity(sparse.counts.len() * 4);
@@ -333,13 +350,13 @@ pub fn composite(sparse: &Raster, local: &Raster, atrous: &Raster, dark: bool) -
             let lo = l.saturating_sub(both) as f32;
             let ao = a.saturating_sub(both) as f32;
             let b = both as f32;
-            let e = (area - s as f32).max(0.0);
+            let allowed = (lo + ao + b).max(1.0);
+            let t = intensity(s as f32 / area);
             let mix = |k: usize| {
-                ((lo * LOCAL_RGB[k] as f32
-                    + ao * ATROUS_RGB[k] as f32
-                    + b * BOTH_RGB[k] as f32
-                    + e * bg[k] as f32)
-                    / area)
+                let c =
+                    (lo * LOCAL_RGB[k] as f32 + ao * ATROUS_RGB[k] as f32 + b * BOTH_RGB[k] as f32)
+                        / allowed;
+                (bg[k] as f32 + (c - bg[k] as f32) * t)
                     .round()
                     .clamp(0.0, 255.0) as u8
             };

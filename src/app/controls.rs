@@ -2,7 +2,7 @@
 //! threads. Invalid values are explained right under the control they concern.
 
 use super::settings::{min_block, MAX_D};
-use super::{InputChoice, Shared};
+use super::{FileRequest, InputChoice, Shared};
 use crate::pattern::PatternKind;
 use crate::render::Colormap;
 
@@ -31,7 +31,7 @@ pub fn kind_hint(k: PatternKind) -> &'static str {
 fn problem(ui: &mut egui::Ui, shared: &Shared, flag: &str) {
     if let Some(m) = shared.problem(flag) {
         ui.label(
-            egui::RichText::new(format!("⚠ {m}"))
+            egui::RichText::new(m.to_string())
                 .color(ui.visuals().error_fg_color)
                 .small(),
         );
@@ -56,13 +56,18 @@ fn count_control(
                     .range(range.clone())
                     .speed(if log { 1.0 } else { 0.25 }),
             )
+            .accessible_name(format!("{label} value"))
             .on_hover_text(format!("{hint} — type a value or drag"))
             .changed();
     });
     let slider = egui::Slider::new(value, range)
         .logarithmic(log)
         .show_value(false);
-    changed |= ui.add(slider).on_hover_text(hint).changed();
+    changed |= ui
+        .add(slider)
+        .accessible_name(format!("{label} slider"))
+        .on_hover_text(hint)
+        .changed();
     changed
 }
 
@@ -239,12 +244,19 @@ impl Controls {
             ui.radio_value(&mut s.input, InputChoice::Structured, "structured")
                 .on_hover_text("Seeded inputs where nearby tokens are similar");
         });
+        if shared.loaded.is_some() {
+            let s = &mut shared.settings;
+            ui.radio_value(&mut s.input, InputChoice::Loaded, "loaded Q, K, V")
+                .on_hover_text("The Q, K, V loaded from .npy files");
+        }
+        let s = &mut shared.settings;
         ui.horizontal(|ui| {
             ui.label("input seed")
                 .on_hover_text("Seed of the sample input");
             ui.add(egui::DragValue::new(&mut s.input_seed))
                 .on_hover_text("Seed of the sample input");
         });
+        load_ui(ui, shared);
 
         ui.separator();
         ui.heading("Look");
@@ -258,5 +270,78 @@ impl Controls {
             })
             .response
             .on_hover_text("Colormap of the selected pattern's map and of the attention heatmaps");
+    }
+}
+
+/// Loads Q, K, V from three `.npy` files picked one after the other.
+pub fn load_qkv(shared: &mut Shared) {
+    let mut paths = Vec::new();
+    for which in ["Q", "K", "V"] {
+        match (shared.picker)(FileRequest::OpenNpy(which)) {
+            Some(p) => paths.push(p),
+            None => return,
+        }
+    }
+    match crate::inputs::load_qkv(&paths[0], &paths[1], &paths[2]) {
+        Ok(q) => {
+            let n = q.n();
+            let names: Vec<String> = paths
+                .iter()
+                .map(|p| {
+                    p.file_name().map_or_else(
+                        || p.display().to_string(),
+                        |f| f.to_string_lossy().into_owned(),
+                    )
+                })
+                .collect();
+            shared.info(format!(
+                "loaded Q, K, V ({}), n = {n}, d = {}",
+                names.join(", "),
+                q.d()
+            ));
+            shared.loaded = Some((std::sync::Arc::new(q), names.join(", ")));
+            shared.load_error = None;
+            shared.settings.input = InputChoice::Loaded;
+            if n <= crate::APP_MAX_N {
+                shared.settings.params.n = n;
+            }
+        }
+        Err(e) => {
+            let msg = format!("could not load Q, K, V: {e}");
+            shared.error(msg.clone());
+            shared.load_error = Some(msg);
+        }
+    }
+}
+
+fn load_ui(ui: &mut egui::Ui, shared: &mut Shared) {
+    ui.horizontal(|ui| {
+        if ui
+            .button("Load Q, K, V…")
+            .on_hover_text(
+                "Pick three .npy files (float32/float64, shape (n, d)): Q, then K, then V",
+            )
+            .clicked()
+        {
+            load_qkv(shared);
+        }
+        if let Some((q, names)) = &shared.loaded {
+            ui.weak(format!("n = {}, d = {}", q.n(), q.d()))
+                .on_hover_text(names.as_str());
+        }
+    });
+    if let Some(e) = &shared.load_error {
+        ui.label(
+            egui::RichText::new(format!("error: {e}"))
+                .color(ui.visuals().error_fg_color)
+                .small(),
+        );
+    }
+    if let Err(e) = shared.input_spec() {
+        ui.label(
+            egui::RichText::new(format!("error: {e}"))
+                .color(ui.visuals().error_fg_color)
+                .small(),
+        );
     }
 }

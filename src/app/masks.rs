@@ -51,7 +51,7 @@ fn rgb(c: [u8; 3]) -> Color32 {
 fn swatch(ui: &mut egui::Ui, c: Color32, text: &str) {
     let (rect, _) = ui.allocate_exact_size(egui::vec2(12.0, 12.0), egui::Sense::hover());
     ui.painter().rect_filled(rect, 2.0, c);
-    ui.label(RichText::new(text).small());
+    ui.label(text);
 }
 
 /// A percentage with enough digits for tiny densities.
@@ -167,6 +167,7 @@ impl MasksView {
             .default_y_bounds(0.0, nf)
             .allow_double_click_reset(true)
             .allow_boxed_zoom(false)
+            .set_margin_fraction(egui::Vec2::ZERO)
             .label_formatter(|_| None)
             .show_x(false)
             .show_y(false);
@@ -326,47 +327,49 @@ fn stats_ui(ui: &mut egui::Ui, m: &MapOut, d: usize) {
         .spacing([12.0, 2.0]);
     grid.show(ui, |ui| match (&m.pattern, &m.stats) {
         (Err(e), _) => {
-            ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {e}"));
+            ui.colored_label(ui.visuals().error_fg_color, format!("error: {e}"));
             ui.end_row();
         }
         (Ok(_), Ok(s)) => {
             ui.label("nnz").on_hover_text("Allowed (query, key) pairs");
-            ui.monospace(group(s.nnz));
+            ui.label(group(s.nnz));
             ui.end_row();
             ui.label("density").on_hover_text("nnz / n²");
-            ui.monospace(pct(s.density));
+            ui.label(pct(s.density));
             ui.end_row();
             ui.label("useful FLOPs").on_hover_text(format!("4·d·nnz with d = {d}"));
-            ui.monospace(group(s.flops_useful));
+            ui.label(group(s.flops_useful));
             ui.end_row();
             ui.label("vs dense").on_hover_text("dense FLOPs / useful FLOPs");
-            ui.monospace(format!("{:.2}× fewer", s.flops_dense as f64 / s.flops_useful.max(1) as f64));
+            ui.label(format!("{:.2}× fewer", s.flops_dense as f64 / s.flops_useful.max(1) as f64));
             ui.end_row();
             ui.label("block density").on_hover_text(format!(
                 "Cells inside visited B × B tiles / n² (B = {}): what a block-sparse kernel computes",
                 s.block
             ));
-            ui.monospace(format!("{} (B = {})", pct(s.block_density), s.block));
+            ui.label(format!("{} (B = {})", pct(s.block_density), s.block));
             ui.end_row();
-            ui.label("tiles").on_hover_text("full / partial / empty B × B tiles");
-            ui.monospace(format!(
-                "{} full · {} part · {} empty",
+            ui.label("tiles full/part/empty")
+                .on_hover_text("full / partial / empty B × B tiles");
+            ui.label(format!(
+                "{} / {} / {}",
                 group(s.blocks_full),
                 group(s.blocks_partial),
                 group(s.blocks_empty)
-            ));
+            ))
+            .on_hover_text("full / partial / empty B × B tiles");
             ui.end_row();
         }
         (Ok(p), Err(why)) => {
             ui.label("nnz");
-            ui.monospace(group(m.nnz));
+            ui.label(group(m.nnz));
             ui.end_row();
             ui.label("density");
             let n = p.n() as f64;
-            ui.monospace(pct(m.nnz as f64 / (n * n)));
+            ui.label(pct(m.nnz as f64 / (n * n)));
             ui.end_row();
             ui.label("useful FLOPs");
-            ui.monospace(group(4 * d as u64 * m.nnz));
+            ui.label(group(4 * d as u64 * m.nnz));
             ui.end_row();
             ui.label("block density");
             ui.weak(why);

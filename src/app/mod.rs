@@ -7,9 +7,11 @@
 //! Adding a view: write `src/app/my_view.rs` with a struct implementing [`View`], then add
 //! `mod my_view;` and one line to [`all_views`].
 
+mod attention;
 pub mod compute;
 mod controls;
 mod export;
+mod kernels;
 mod masks;
 pub mod settings;
 pub mod worker;
@@ -34,11 +36,19 @@ pub trait View {
     fn hint(&self) -> &'static str;
     /// Draws the view and edits the shared state.
     fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared);
+    /// Whether the view waits for background work (tests wait until it is false).
+    fn busy(&self) -> bool {
+        false
+    }
 }
 
 /// Every view, in tab order (tab `t` has shortcut key `t + 1`).
 pub fn all_views() -> Vec<Box<dyn View>> {
-    vec![Box::new(masks::MasksView::default())]
+    vec![
+        Box::new(masks::MasksView::default()),
+        Box::new(kernels::KernelsView::default()),
+        Box::new(attention::AttentionView::default()),
+    ]
 }
 
 /// What a file dialog is asked for.
@@ -91,6 +101,81 @@ pub struct Status {
     pub error: bool,
 }
 
+/// Where the sample Q, K, V of a job come from.
+#[derive(Clone, Debug)]
+pub enum InputSpec {
+    /// Generated from a seed.
+    Generated {
+        /// Random or structured, with its seed.
+        kind: crate::inputs::InputKind,
+        /// Tokens.
+        n: usize,
+        /// Head dimension.
+        d: usize,
+    },
+    /// Loaded from `.npy` files.
+    Loaded(Arc<crate::inputs::Qkv>),
+}
+
+impl PartialEq for InputSpec {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                InputSpec::Generated { kind, n, d },
+                InputSpec::Generated {
+                    kind: k2,
+                    n: n2,
+                    d: d2,
+                },
+            ) => kind == k2 && n == n2 && d == d2,
+            (InputSpec::Loaded(a), InputSpec::Loaded(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl InputSpec {
+    /// A short description, e.g. `random input (seed 0), d = 64`.
+    pub fn describe(&self) -> String {
+        match self {
+            InputSpec::Generated { kind, d, .. } => {
+                let seed = match kind {
+                    crate::inputs::InputKind::Random { seed }
+                    | crate::inputs::InputKind::Structured { seed } => *seed,
+                };
+                format!("{} input (seed {seed}), d = {d}", kind.name())
+            }
+            InputSpec::Loaded(q) => format!("loaded Q, K, V (n = {}, d = {})", q.n(), q.d()),
+        }
+    }
+}
+
+/// The last generated input of a worker, reused while `(kind, n, d)` stay the same.
+#[derive(Default)]
+pub struct InputCache {
+    last: Option<(InputSpec, Arc<crate::inputs::Qkv>)>,
+}
+
+impl InputCache {
+    /// The Q, K, V of `spec`.
+    pub fn get(&mut self, spec: &InputSpec) -> Arc<crate::inputs::Qkv> {
+        if let InputSpec::Loaded(q) = spec {
+            return q.clone();
+        }
+        if let Some((s, q)) = &self.last {
+            if s == spec {
+                return q.clone();
+            }
+        }
+        let InputSpec::Generated { kind, n, d } = spec else {
+            unreachable!("loaded inputs returned above")
+        };
+        let q = Arc::new(crate::inputs::generate(*kind, *n, *d));
+        self.last = Some((spec.clone(), q.clone()));
+        q
+    }
+}
+
 /// State every view may read and edit.
 pub struct Shared {
     /// The settings the controls edit.
@@ -117,6 +202,12 @@ pub struct Shared {
     pub frame_ms: f64,
     /// Largest texture side the GPU accepts, in pixels.
     pub max_texture_side: usize,
+    /// Q, K, V loaded from `.npy` files, with the file names.
+    pub loaded: Option<(Arc<crate::inputs::Qkv>, String)>,
+    /// Why the last load failed.
+    pub load_error: Option<String>,
+    /// Show compute and frame times in the status bar (off for reproducible snapshots).
+    pub show_timings: bool,
 }
 
 impl Shared {
@@ -142,6 +233,38 @@ impl Shared {
             .iter()
             .find(|(f, _)| *f == flag)
             .map(|(_, m)| m.as_str())
+    }
+
+    /// The sample input the settings ask for, or why it cannot be used.
+    pub fn input_spec(&self) -> Result<InputSpec, String> {
+        let s = &self.settings;
+        let seed = s.input_seed;
+        let kind = match s.input {
+            InputChoice::Random => crate::inputs::InputKind::Random { seed },
+            InputChoice::Structured => crate::inputs::InputKind::Structured { seed },
+            InputChoice::Loaded => {
+                let Some((q, _)) = &self.loaded else {
+                    return Err("no Q, K, V loaded: use Load Q, K, V… or pick random".into());
+                };
+                if q.n() != s.params.n {
+                    return Err(format!(
+                        "the loaded Q, K, V have n = {}, the pattern has n = {}: set n = {}",
+                        q.n(),
+                        s.params.n,
+                        q.n()
+                    ));
+                }
+                return Ok(InputSpec::Loaded(q.clone()));
+            }
+        };
+        if s.d == 0 || s.d > settings::MAX_D {
+            return Err(format!("head dim d = {} is out of range", s.d));
+        }
+        Ok(InputSpec::Generated {
+            kind,
+            n: s.params.n,
+            d: s.d,
+        })
     }
 
     /// Side of whole-matrix images, in pixels.
@@ -197,6 +320,9 @@ impl AttnApp {
             picker,
             frame_ms: 0.0,
             max_texture_side,
+            loaded: None,
+            load_error: None,
+            show_timings: true,
         };
         Self {
             shared,
@@ -212,7 +338,11 @@ impl AttnApp {
 
     /// Whether every worker is idle and the masks match the settings (for tests).
     pub fn is_idle(&self) -> bool {
-        !self.masks_worker.busy() && self.shared.masks.is_some() && !self.export.busy()
+        let current = self.mask_job(self.shared.settings.theme == ThemeChoice::Dark);
+        !self.masks_worker.busy()
+            && self.shared.masks.as_ref().is_some_and(|m| m.job == current)
+            && !self.export.busy()
+            && !self.views.iter().any(|v| v.busy())
     }
 
     fn mask_job(&self, dark: bool) -> MaskJob {
@@ -428,17 +558,27 @@ impl eframe::App for AttnApp {
                             .desired_width(120.0)
                             .text("computing masks"),
                     );
-                } else if let Some(m) = &self.shared.masks {
+                } else if let Some(m) = self
+                    .shared
+                    .masks
+                    .as_ref()
+                    .filter(|_| self.shared.show_timings)
+                {
                     ui.weak(format!("masks computed in {:.1} ms", m.elapsed_ms));
                 }
-                ui.separator();
-                ui.weak(format!("UI pass {:.2} ms", self.shared.frame_ms));
+                if self.shared.show_timings {
+                    ui.separator();
+                    ui.weak(format!("UI pass {:.2} ms", self.shared.frame_ms));
+                }
                 ui.separator();
                 if let Some(st) = &self.shared.status {
                     if st.error {
-                        ui.colored_label(ui.visuals().error_fg_color, format!("⚠ {}", st.text));
+                        ui.colored_label(
+                            ui.visuals().error_fg_color,
+                            format!("error: {}", st.text),
+                        );
                     } else {
-                        ui.label(format!("✔ {}", st.text));
+                        ui.label(st.text.as_str());
                     }
                 }
             });

@@ -86,16 +86,18 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
                 };
                 let job = current2.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let out = f(req, &job);
-                // A newer job may already be pending; `busy` stays true until the inbox is empty.
+                // Deliver first, then report idle: whoever sees `busy() == false` finds the
+                // result in the channel. A newer job may already be pending; `busy` stays true
+                // until the inbox is empty.
+                if let Some(out) = out {
+                    if tx.send(out).is_err() {
+                        return;
+                    }
+                }
                 {
                     let guard = inbox2.0.lock().unwrap_or_else(|e| e.into_inner());
                     if guard.pending.is_none() {
                         busy2.store(false, Ordering::Relaxed);
-                    }
-                }
-                if let Some(out) = out {
-                    if tx.send(out).is_err() {
-                        return;
                     }
                 }
                 if let Some(ctx) = &repaint {

@@ -1,0 +1,428 @@
+//! Headless GUI tests (egui_kittest, wgpu on lavapipe): clicks and slider moves change the
+//! numbers shown, export writes the right pixels, snapshots of the main views.
+//!
+//! `ATTNSCOPE_SCREENSHOTS=1 cargo test --test app screenshots` also writes `screenshots/*.png`.
+
+use attnscope::app::{AttnApp, FilePicker, FileRequest, Settings, ThemeChoice};
+use attnscope::pattern::{PatternKind, PatternParams};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn no_files() -> FilePicker {
+    Box::new(|_| None)
+}
+
+fn harness(settings: Settings, picker: FilePicker) -> Harness<'static, AttnApp> {
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1500.0, 940.0))
+        .with_max_steps(10_000)
+        .build_eframe(move |cc| AttnApp::with_settings(&cc.egui_ctx, settings, picker));
+    // Timings differ from run to run; keep them out of snapshots.
+    h.state_mut().shared.show_timings = false;
+    h
+}
+
+/// Steps until every worker is idle and the frame is stable.
+fn settle(h: &mut Harness<'static, AttnApp>) {
+    for _ in 0..4000 {
+        h.step();
+        if h.state().is_idle() {
+            h.run_steps(3);
+            if h.state().is_idle() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    panic!("the app did not become idle");
+}
+
+fn has_label(h: &Harness<'static, AttnApp>, text: &str) -> bool {
+    h.query_by_label(text).is_some()
+}
+
+#[test]
+fn moving_the_stride_slider_changes_the_counts() {
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    // n = 64, k = 4, w = 3: sparse nnz = 1024 + 436 − 64.
+    assert!(has_label(&h, "1,396"));
+    h.get_by_label("stride k slider").set_value_accesskit(8.0);
+    settle(&mut h);
+    assert_eq!(h.state().shared.settings.params.stride, Some(8));
+    // atrous(8) = 64 + 2·(56 + 48 + … + 8) = 512; sparse = 512 + 436 − 64 = 884.
+    assert!(has_label(&h, "512"), "atrous nnz for k = 8");
+    assert!(has_label(&h, "884"), "sparse nnz for k = 8");
+    assert!(!has_label(&h, "1,396"));
+}
+
+#[test]
+fn typing_n_changes_the_counts() {
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    h.get_by_label("n value").set_value_accesskit(128.0);
+    settle(&mut h);
+    assert_eq!(h.state().shared.settings.params.n, 128);
+    // local(3) at n = 128: 7·128 − 2·(1 + 2 + 3) = 884.
+    assert!(has_label(&h, "884"));
+}
+
+#[test]
+fn picking_another_pattern_adds_its_map() {
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    assert!(!has_label(&h, "fixed(l=4, c=1)"));
+    h.get_by_label("pattern").click();
+    h.run_steps(2);
+    h.get_by_label("fixed").click();
+    settle(&mut h);
+    assert_eq!(h.state().shared.settings.params.kind, PatternKind::Fixed);
+    assert!(has_label(&h, "fixed(l=4, c=1)"));
+}
+
+#[test]
+fn an_invalid_value_is_explained_and_can_be_fixed() {
+    let mut s = Settings::default();
+    s.params.n = 65_536;
+    s.block = 4; // 16384² tiles: more than the app counts
+    let mut h = harness(s, no_files());
+    settle(&mut h);
+    assert!(h
+        .query_by_label_contains("B = 4 gives 268,435,456 tiles at n = 65536")
+        .is_some());
+    // The maps are still drawn and counted: atrous(4) at n = 65536 has 65536² / 4 + … pairs.
+    let atrous = PatternParams::new(PatternKind::Atrous, 65_536)
+        .stride(4)
+        .build()
+        .expect("pattern");
+    assert!(has_label(&h, &attnscope::stats::group(atrous.nnz())));
+    h.get_by_label("use B = 16").click();
+    settle(&mut h);
+    assert_eq!(h.state().shared.settings.block, 16);
+    assert!(h.query_by_label_contains("tiles at n =").is_none());
+}
+
+fn picker_to(dir: &Path) -> FilePicker {
+    let dir = dir.to_path_buf();
+    Box::new(move |req| {
+        Some(match req {
+            FileRequest::SaveMaskPng => dir.join("mask.png"),
+            FileRequest::SaveMaskNpy => dir.join("mask.npy"),
+            FileRequest::SaveScreenshot => dir.join("window.png"),
+            FileRequest::OpenNpy(which) => dir.join(format!("{which}.npy")),
+        })
+    })
+}
+
+fn wait_for(path: &Path, h: &mut Harness<'static, AttnApp>) {
+    for _ in 0..2000 {
+        h.step();
+        if path.exists() && h.state().is_idle() {
+            h.run_steps(2);
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    panic!("{} was not written", path.display());
+}
+
+#[test]
+fn save_png_writes_the_mask_pixels() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Settings {
+        export_scale: 2,
+        ..Settings::default()
+    };
+    let mut h = harness(s, picker_to(dir.path()));
+    settle(&mut h);
+    h.get_by_label("Save PNG…").click();
+    let path: PathBuf = dir.path().join("mask.png");
+    wait_for(&path, &mut h);
+    let img = image::open(&path).expect("png").to_rgb8();
+    assert_eq!(img.dimensions(), (128, 128));
+    let p = PatternParams::new(PatternKind::Sparse, 64)
+        .stride(4)
+        .window(3)
+        .build()
+        .expect("pattern");
+    for i in 0..64 {
+        for j in 0..64 {
+            let px = img.get_pixel(2 * j + 1, 2 * i + 1).0;
+            let want = if p.allows(i as usize, j as usize) {
+                255
+            } else {
+                0
+            };
+            assert_eq!(px, [want; 3], "cell ({i}, {j})");
+        }
+    }
+    let status = h.state().shared.status.clone().expect("status");
+    assert!(
+        !status.error && status.text.contains("mask.png"),
+        "{status:?}"
+    );
+}
+
+#[test]
+fn save_npy_writes_a_bool_matrix() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    settle(&mut h);
+    h.get_by_label("Save .npy…").click();
+    let path = dir.path().join("mask.npy");
+    wait_for(&path, &mut h);
+    let a: ndarray::Array2<bool> = ndarray_npy::read_npy(&path).expect("npy");
+    assert_eq!(a.dim(), (64, 64));
+    assert_eq!(a.iter().filter(|&&b| b).count(), 1396);
+    assert!(a[[10, 2]] && a[[10, 7]] && !a[[10, 5]]);
+}
+
+#[test]
+fn a_failed_export_is_shown_in_the_window() {
+    let mut h = harness(
+        Settings::default(),
+        Box::new(|_| Some(PathBuf::from("/nonexistent-dir/attnscope/mask.png"))),
+    );
+    settle(&mut h);
+    h.get_by_label("Save PNG…").click();
+    for _ in 0..500 {
+        h.step();
+        if h.state().shared.status.as_ref().is_some_and(|s| s.error) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    let st = h.state().shared.status.clone().expect("status");
+    assert!(st.error && st.text.contains("nonexistent-dir"), "{st:?}");
+    h.run_steps(2);
+    assert!(h.query_by_label_contains("could not write").is_some());
+}
+
+#[test]
+fn screenshot_writes_a_png_of_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    h.set_render_every_step(true);
+    settle(&mut h);
+    h.get_by_label("Screenshot…").click();
+    let path = dir.path().join("window.png");
+    wait_for(&path, &mut h);
+    let img = image::open(&path).expect("png");
+    assert_eq!((img.width(), img.height()), (1500, 940));
+}
+
+/// `(name, settings, deterministic)`: only deterministic views are compared as snapshots
+/// (the Kernels view shows measured times).
+fn snapshot_settings() -> Vec<(&'static str, Settings, bool)> {
+    let seed = Settings::default();
+    let mut blocks = Settings::default();
+    blocks.params.n = 256;
+    blocks.params.stride = Some(16);
+    blocks.params.window = Some(8);
+    blocks.block = 32;
+    blocks.show_blocks = true;
+    let mut big = Settings::default();
+    big.params.n = 65_536;
+    big.params.stride = Some(256);
+    big.params.window = Some(256);
+    big.block = 64;
+    big.params.causal = true;
+    let mut fixed = Settings::default();
+    fixed.params.kind = PatternKind::Fixed;
+    fixed.params.n = 128;
+    fixed.params.stride = Some(16);
+    fixed.params.summary = Some(2);
+    fixed.theme = ThemeChoice::Light;
+    let mut pinned = Settings::default();
+    pinned.params.n = 4096;
+    pinned.params.stride = Some(64);
+    pinned.params.window = Some(64);
+    pinned.block = 64;
+    pinned.params.kind = PatternKind::Longformer;
+    pinned.params.global = 128;
+    let mut kernels = Settings::default();
+    kernels.params.n = 2048;
+    kernels.params.stride = Some(45);
+    kernels.params.window = Some(45);
+    kernels.block = 64;
+    kernels.tab = "Kernels".into();
+    let mut attention = Settings::default();
+    attention.params.n = 256;
+    attention.params.stride = Some(16);
+    attention.params.window = Some(8);
+    attention.input = attnscope::app::InputChoice::Structured;
+    attention.log_attention = true;
+    attention.tab = "Attention".into();
+    vec![
+        ("masks_seed", seed, true),
+        ("masks_blocks", blocks, true),
+        ("masks_65536_causal", big, true),
+        ("masks_fixed_light", fixed, true),
+        ("masks_longformer_4096", pinned, true),
+        ("kernels_2048", kernels, false),
+        ("attention_structured_log", attention, true),
+    ]
+}
+
+#[test]
+fn snapshots_of_the_main_views() {
+    let mut results = egui_kittest::SnapshotResults::new();
+    for (name, s, deterministic) in snapshot_settings() {
+        if !deterministic {
+            continue;
+        }
+        let mut h = harness(s, no_files());
+        settle(&mut h);
+        results.add(h.try_snapshot(name));
+    }
+}
+
+/// Writes `screenshots/*.png` (only with `ATTNSCOPE_SCREENSHOTS=1`).
+#[test]
+fn screenshots() {
+    if std::env::var_os("ATTNSCOPE_SCREENSHOTS").is_none() {
+        return;
+    }
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+    std::fs::create_dir_all(&out).expect("screenshots dir");
+    for (name, s, _) in snapshot_settings() {
+        let mut h = harness(s, no_files());
+        settle(&mut h);
+        let img = h.render().expect("render");
+        img.save(out.join(format!("{name}.png"))).expect("save");
+    }
+}
+
+/// Prints the CPU time of one UI pass at n = 4096 and n = 65,536 (measured, not asserted).
+#[test]
+fn frame_time() {
+    for n in [4096usize, 65_536] {
+        let mut s = Settings::default();
+        s.params.n = n;
+        s.params.stride = Some(64);
+        s.params.window = Some(64);
+        s.block = 64;
+        s.show_blocks = true;
+        s.params.kind = PatternKind::Longformer;
+        s.params.global = 16;
+        let mut h = harness(s, no_files());
+        settle(&mut h);
+        let mut times = Vec::new();
+        for _ in 0..30 {
+            h.step();
+            times.push(h.state().shared.frame_ms);
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "frame time n = {n}: median {:.2} ms, max {:.2} ms (UI pass, CPU)",
+            times[times.len() / 2],
+            times[times.len() - 1]
+        );
+    }
+}
+
+fn open_tab(h: &mut Harness<'static, AttnApp>, title: &str) {
+    h.get_by_label(title).click();
+    h.run_steps(2);
+    settle(h);
+}
+
+#[test]
+fn kernels_view_runs_every_kernel_and_shows_the_flop_ratio() {
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    open_tab(&mut h, "Kernels");
+    for k in ["dense", "masked", "csr", "block", "permuted"] {
+        assert!(has_label(&h, k), "row of kernel {k}");
+    }
+    // n = 64, sparse(4, 3): dense executes 4096 cells for 1396 useful ones.
+    // 2.93 = 4096 / 1396 three times: executed / useful of dense and masked, and dense / executed of csr.
+    assert_eq!(h.query_all_by_label("2.93").count(), 3);
+    assert!(
+        h.query_all_by_label("1.00").count() >= 1,
+        "csr executes only useful cells"
+    );
+    assert!(h.query_by_label_contains("error:").is_none());
+}
+
+#[test]
+fn attention_view_shows_the_mass_the_mask_keeps() {
+    use attnscope::inputs::{generate, InputKind};
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    open_tab(&mut h, "Attention");
+    let p = PatternParams::new(PatternKind::Sparse, 64)
+        .stride(4)
+        .window(3)
+        .build()
+        .expect("pattern");
+    let qkv = generate(InputKind::Random { seed: 0 }, 64, 64);
+    let w = attnscope::kernel::attention_weights(None, &qkv, None).expect("weights");
+    let mut kept = 0.0f64;
+    for i in 0..64 {
+        for j in 0..64 {
+            if p.allows(i, j) {
+                kept += w[[i, j]] as f64;
+            }
+        }
+    }
+    let want = format!(
+        "mass kept by sparse(k=4, w=3): {:.1} %",
+        100.0 * kept / 64.0
+    );
+    assert!(has_label(&h, &want), "expected {want:?}");
+}
+
+fn write_garbage(dir: &Path) {
+    for which in ["Q", "K", "V"] {
+        std::fs::write(
+            dir.join(format!("{which}.npy")),
+            b"this is not a numpy file",
+        )
+        .expect("write");
+    }
+}
+
+#[test]
+fn a_bad_npy_shows_an_error_and_the_app_keeps_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_garbage(dir.path());
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    settle(&mut h);
+    h.get_by_label("Load Q, K, V…").click();
+    h.run_steps(3);
+    // In the status bar and under the Load button.
+    assert_eq!(
+        h.query_all_by_label_contains("could not load Q, K, V")
+            .count(),
+        2
+    );
+    assert!(h.state().shared.loaded.is_none());
+    // Still alive and responsive: the kernels still run on the random input.
+    open_tab(&mut h, "Kernels");
+    assert!(has_label(&h, "csr"));
+}
+
+#[test]
+fn good_npy_files_become_the_sample_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let qkv = attnscope::inputs::generate(attnscope::inputs::InputKind::Random { seed: 7 }, 96, 8);
+    for (which, a) in [("Q", &qkv.q), ("K", &qkv.k), ("V", &qkv.v)] {
+        ndarray_npy::write_npy(dir.path().join(format!("{which}.npy")), a).expect("write");
+    }
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    settle(&mut h);
+    h.get_by_label("Load Q, K, V…").click();
+    settle(&mut h);
+    assert_eq!(h.state().shared.settings.params.n, 96);
+    assert_eq!(
+        h.state().shared.settings.input,
+        attnscope::app::InputChoice::Loaded
+    );
+    open_tab(&mut h, "Kernels");
+    assert!(h
+        .query_by_label_contains("loaded Q, K, V (n = 96, d = 8)")
+        .is_some());
+}
