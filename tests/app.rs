@@ -266,6 +266,16 @@ fn snapshot_settings() -> Vec<(&'static str, Settings, bool)> {
     ]
 }
 
+/// Extra state of some views: a pinned row and a hovered cell on the Longformer maps.
+fn prepare(name: &str, h: &mut Harness<'static, AttnApp>) {
+    if name == "masks_longformer_4096" {
+        h.state_mut().shared.pinned_row = Some(1000);
+        h.run_steps(2);
+        h.hover_at(cell_pos(h, 4096, 1000, 40));
+        h.run_steps(3);
+    }
+}
+
 #[test]
 fn snapshots_of_the_main_views() {
     let mut results = egui_kittest::SnapshotResults::new();
@@ -275,6 +285,7 @@ fn snapshots_of_the_main_views() {
         }
         let mut h = harness(s, no_files());
         settle(&mut h);
+        prepare(name, &mut h);
         results.add(h.try_snapshot(name));
     }
 }
@@ -290,6 +301,7 @@ fn screenshots() {
     for (name, s, _) in snapshot_settings() {
         let mut h = harness(s, no_files());
         settle(&mut h);
+        prepare(name, &mut h);
         let img = h.render().expect("render");
         img.save(out.join(format!("{name}.png"))).expect("save");
     }
@@ -425,4 +437,51 @@ fn good_npy_files_become_the_sample_input() {
     assert!(h
         .query_by_label_contains("loaded Q, K, V (n = 96, d = 8)")
         .is_some());
+}
+
+/// Screen position of cell (i, j) of the first map.
+fn cell_pos(h: &Harness<'static, AttnApp>, n: usize, i: usize, j: usize) -> egui::Pos2 {
+    let r = h.state().shared.matrix_rect.expect("matrix drawn");
+    egui::pos2(
+        r.left() + (j as f32 + 0.5) / n as f32 * r.width(),
+        r.top() + (i as f32 + 0.5) / n as f32 * r.height(),
+    )
+}
+
+#[test]
+fn hovering_explains_a_cell_and_clicking_pins_its_row() {
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    h.hover_at(cell_pos(&h, 64, 10, 2));
+    h.run_steps(2);
+    assert_eq!(h.state().shared.hover, Some((10, 2)));
+    assert!(has_label(
+        &h,
+        "query i = 10 · key j = 2 · distance i − j = 8"
+    ));
+    // Distance 8: on the atrous lattice, outside the window.
+    assert!(h.query_all_by_label("allowed: atrous stride").count() >= 2);
+    assert!(has_label(&h, "not allowed"));
+    let pos = cell_pos(&h, 64, 10, 2);
+    h.event(egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.event(egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: egui::Modifiers::NONE,
+    });
+    h.run_steps(3);
+    assert_eq!(h.state().shared.pinned_row, Some(10));
+    // Query 10 of sparse(4, 3) sees 2, 6, …, 62 (16 keys) and 7, 8, 9, 11, 12, 13.
+    assert!(has_label(&h, "sparse(k=4, w=3): 22 of 64"));
+    assert!(has_label(&h, "atrous(k=4): 16 of 64"));
+    assert!(has_label(&h, "local(w=3): 7 of 64"));
+    h.key_press(egui::Key::Escape);
+    h.run_steps(2);
+    assert_eq!(h.state().shared.pinned_row, None);
 }

@@ -125,7 +125,8 @@ impl MasksView {
         ))
     }
 
-    /// One heatmap; returns `(hovered cell, clicked row, visible bounds, plot width px)`.
+    /// One heatmap; returns `(hovered cell, clicked row, visible bounds, plot width px,
+    /// matrix rect on screen)`.
     #[allow(clippy::type_complexity)]
     fn plot(
         &self,
@@ -140,6 +141,7 @@ impl MasksView {
         Option<usize>,
         egui_plot::PlotBounds,
         f32,
+        egui::Rect,
     ) {
         let link = egui::Id::unique("masks-zoom");
         let nf = n as f64;
@@ -221,7 +223,10 @@ impl MasksView {
                 ui.label(p.reason(i, j).describe());
             });
         }
-        (hovered, clicked, *resp.transform.bounds(), w)
+        let matrix = resp
+            .transform
+            .rect_from_values(&PlotPoint::new(0.0, 0.0), &PlotPoint::new(nf, nf));
+        (hovered, clicked, *resp.transform.bounds(), w, matrix)
     }
 }
 
@@ -489,7 +494,7 @@ impl View for MasksView {
                                 );
                             }
                         });
-                        let (h, c, b, w) = self.plot(ui, m, n, side, shared, reset);
+                        let (h, c, b, w, rect) = self.plot(ui, m, n, side, shared, reset);
                         if h.is_some() {
                             hovered = h;
                         }
@@ -499,6 +504,7 @@ impl View for MasksView {
                         if t == 0 {
                             bounds = Some(b);
                             shared.plot_px = w as usize;
+                            shared.matrix_rect = Some(rect);
                         }
                         stats_ui(ui, m, shared.settings.d);
                     });
@@ -581,14 +587,13 @@ impl MasksView {
                     }
                     ui.horizontal(|ui| {
                         ui.add_sized(
-                            [200.0, 16.0],
-                            egui::Label::new(RichText::new(format!(
+                            [230.0, 18.0],
+                            egui::Label::new(format!(
                                 "{}: {} of {}",
                                 p.label(),
                                 group(p.row_nnz(i)),
                                 group(p.n() as u64)
-                            ))
-                            .small()),
+                            )),
                         );
                         token_strip(ui, p, i, map_colour(m.id), dark);
                     });

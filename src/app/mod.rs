@@ -194,6 +194,9 @@ pub struct Shared {
     pub visible: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
     /// Pixels across one mask plot (set by the Masks view).
     pub plot_px: usize,
+    /// Where the whole n × n matrix of the first map lies on screen, in points (set by the
+    /// Masks view; lets tests point at a cell).
+    pub matrix_rect: Option<egui::Rect>,
     /// The latest message for the status bar.
     pub status: Option<Status>,
     /// File dialogs.
@@ -316,6 +319,7 @@ impl AttnApp {
             hover: None,
             visible: None,
             plot_px: 512,
+            matrix_rect: None,
             status: None,
             picker,
             frame_ms: 0.0,
