@@ -34,6 +34,7 @@ pub mod presets;
 pub mod reach;
 pub mod render;
 pub mod stats;
+pub mod sweep;
 
 /// Largest sequence length the desktop app accepts.
 pub const APP_MAX_N: usize = 65_536;

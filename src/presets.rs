@@ -101,7 +101,7 @@ pub fn all() -> Vec<Preset> {
         Preset {
             name: "seed-sparse",
             title: "Seed: sparse",
-            caption: "Sparse = local ∪ atrous, n = 64, k = 4, w = 3: the window bridges the gaps \
+            caption: "Sparse = local or atrous, n = 64, k = 4, w = 3: the window bridges the gaps \
                       of the stride, so every query reaches every key in two layers at a third \
                       of the dense cost.",
             params: p(K::Sparse, 64).stride(4).window(3),

@@ -302,6 +302,52 @@ pub fn coverage(p: &Pattern, layers: usize, max_layers: usize) -> Result<ReachRe
     )
 }
 
+/// Largest side of an exported heatmap PNG, in pixels.
+pub const MAX_PNG_SIDE: usize = 8192;
+
+/// Writes a reach heatmap as an RGB PNG of about `side_px × side_px` pixels: each raster pixel
+/// becomes an `s × s` square with `s = max(1, side_px / raster side)`, coloured by the
+/// fraction of reachable cells under it through `cmap`. Written atomically.
+pub fn write_heatmap_png(
+    r: &Raster,
+    cmap: crate::render::Colormap,
+    side_px: usize,
+    path: &std::path::Path,
+) -> Result<(), crate::export::ExportError> {
+    use std::io::Write;
+    let s = (side_px / r.width.max(1)).max(1);
+    let (w, h) = (r.width * s, r.height * s);
+    if w > MAX_PNG_SIDE || h > MAX_PNG_SIDE {
+        return Err(crate::export::ExportError::TooLarge(format!(
+            "a heatmap of {w}×{h} pixels is more than the limit of {MAX_PNG_SIDE}; choose a smaller resolution"
+        )));
+    }
+    let lut = cmap.lut();
+    let fractions = r.fractions();
+    let png_err = |e: png::EncodingError| std::io::Error::other(e.to_string());
+    crate::export::atomic_write(path, |out| {
+        let mut enc = png::Encoder::new(out, w as u32, h as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        let mut writer = enc.write_header().map_err(png_err)?;
+        let mut stream = writer.stream_writer().map_err(png_err)?;
+        let mut line = vec![0u8; w * 3];
+        for y in 0..r.height {
+            for x in 0..r.width {
+                let c = lut[(fractions[y * r.width + x] * 255.0).round() as usize];
+                for px in line[x * s * 3..(x + 1) * s * 3].chunks_exact_mut(3) {
+                    px.copy_from_slice(&c);
+                }
+            }
+            for _ in 0..s {
+                stream.write_all(&line)?;
+            }
+        }
+        stream.finish().map_err(png_err)?;
+        Ok(())
+    })
+}
+
 /// How one layer's rows are assembled from O(1) terms.
 #[derive(Clone, Debug)]
 enum Plan {

@@ -175,3 +175,56 @@ fn reach_bad_input_is_one_error_line_with_exit_2() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_sweep_runs_every_size_and_writes_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv");
+    let (code, stdout, stderr) = attnscope(&[
+        "bench",
+        "--pattern",
+        "sparse",
+        "--n",
+        "64",
+        "--stride",
+        "4",
+        "--window",
+        "3",
+        "--kernels",
+        "csr,block",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--sweep",
+        "32..128",
+        "--sqrt",
+        "--json",
+        "--csv",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let points = v["points"].as_array().unwrap();
+    let ns: Vec<u64> = points.iter().map(|p| p["n"].as_u64().unwrap()).collect();
+    assert_eq!(ns, vec![32, 64, 128]);
+    // k = w = ⌈√n⌉: 6 at n = 32, 8 at 64, 12 at 128.
+    assert_eq!(points[2]["pattern"], "sparse(k=12, w=12)");
+    assert_eq!(points[0]["results"].as_array().unwrap().len(), 2);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().count(), 1 + 3 * 2);
+    assert!(text.starts_with("n,d,pattern,threads,kernel,median_ms"));
+
+    let (code, _, stderr) = attnscope(&[
+        "bench",
+        "--pattern",
+        "dense",
+        "--n",
+        "64",
+        "--sweep",
+        "64..8",
+    ]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("error: --sweep \"64..8\""), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1);
+}

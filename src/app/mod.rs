@@ -13,7 +13,10 @@ mod controls;
 mod export;
 mod kernels;
 mod masks;
+pub mod reach_view;
 pub mod settings;
+pub mod sweep_view;
+pub mod teach_view;
 pub mod worker;
 
 pub use settings::{InputChoice, MapId, Settings, ThemeChoice};
@@ -48,6 +51,9 @@ pub fn all_views() -> Vec<Box<dyn View>> {
         Box::new(masks::MasksView::default()),
         Box::new(kernels::KernelsView::default()),
         Box::new(attention::AttentionView::default()),
+        Box::new(reach_view::ReachView::default()),
+        Box::new(sweep_view::SweepView::default()),
+        Box::new(teach_view::TeachView::default()),
     ]
 }
 
@@ -62,6 +68,8 @@ pub enum FileRequest {
     SaveScreenshot,
     /// Which `.npy` file to load as Q, K or V (the name says which).
     OpenNpy(&'static str),
+    /// Where to save a teaching export; the default file name (its extension sets the filter).
+    SaveFile(&'static str),
 }
 
 /// Picks a file for a request; `None` when the user cancels. Replaceable for tests.
@@ -88,6 +96,12 @@ pub fn native_picker() -> FilePicker {
                 .add_filter("NumPy array", &["npy"])
                 .set_title(format!("Load {which} (.npy, shape (n, d))"))
                 .pick_file(),
+            FileRequest::SaveFile(name) => {
+                let ext = name.rsplit('.').next().unwrap_or("");
+                d.add_filter(ext.to_uppercase(), &[ext])
+                    .set_file_name(name)
+                    .save_file()
+            }
         }
     })
 }

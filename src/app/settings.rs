@@ -53,6 +53,9 @@ pub struct Settings {
     pub export_grid: bool,
     /// Title of the open view.
     pub tab: String,
+    /// Per-layer pattern kinds of the receptive-field view, repeated cyclically (empty: every
+    /// layer uses the selected pattern).
+    pub schedule: Vec<PatternKind>,
 }
 
 impl Default for Settings {
@@ -73,6 +76,7 @@ impl Default for Settings {
             export_scale: 4,
             export_grid: false,
             tab: String::new(),
+            schedule: Vec::new(),
         }
     }
 }

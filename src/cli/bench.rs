@@ -39,6 +39,15 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Run over a range of n: A..B (doubling from A up to B) or a list A,B,C; replaces --n.
+    #[arg(long, value_name = "A..B")]
+    pub sweep: Option<String>,
+    /// With --sweep: stride = window = ⌈√n⌉ at every n (Sparse Transformer).
+    #[arg(long, requires = "sweep")]
+    pub sqrt: bool,
+    /// With --sweep: also write the results as CSV to FILE.
+    #[arg(long, value_name = "FILE", requires = "sweep")]
+    pub csv: Option<std::path::PathBuf>,
 }
 
 pub fn run(a: BenchArgs) -> Result<(), CliError> {
@@ -81,7 +90,6 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         "structured" => InputKind::Structured { seed: a.input_seed },
         _ => InputKind::Random { seed: a.input_seed },
     };
-    let qkv = generate(kind, n, a.d);
     let cfg = BenchConfig {
         kernels: if a.kernels.is_empty() {
             KernelKind::ALL.to_vec()
@@ -94,6 +102,10 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         block,
         dense_budget_ms: a.budget_ms,
     };
+    if a.sweep.is_some() {
+        return super::sweep::run(&a, kind, cfg);
+    }
+    let qkv = generate(kind, n, a.d);
     let cancel = AtomicBool::new(false);
     let verbose = !a.json;
     let report = run_bench(&p, &qkv, &cfg, &cancel, &mut |ev| {

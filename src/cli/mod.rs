@@ -9,6 +9,7 @@ mod export;
 mod reach;
 mod run;
 mod stats;
+mod sweep;
 
 pub use args::{parse_count, PatternArgs};
 

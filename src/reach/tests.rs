@@ -389,3 +389,29 @@ fn helpers_count_bits_and_runs() {
     assert_eq!(popcount_bits(&r, 65, 512), 2);
     assert_eq!(key_runs(&[0, 1, 2, 5, 7, 8]), vec![(0, 2), (5, 5), (7, 8)]);
 }
+
+#[test]
+fn heatmap_png_pixels_match_the_reach_cells() {
+    let p = PatternParams::new(PatternKind::Local, 10)
+        .window(1)
+        .build()
+        .unwrap();
+    let r = exact(Schedule::single(p), 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("reach.png");
+    let cmap = crate::render::Colormap::Gray;
+    write_heatmap_png(&r.rasters[1], cmap, 45, &path).unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    // 10 cells at 4 pixels each (45 / 10 rounded down).
+    assert_eq!(img.dimensions(), (40, 40));
+    let (on, off) = (cmap.rgb(1.0), cmap.rgb(0.0));
+    for i in 0..10u32 {
+        for j in 0..10u32 {
+            let want = if i.abs_diff(j) <= 2 { on } else { off };
+            assert_eq!(img.get_pixel(j * 4 + 3, i * 4 + 1).0, want, "({i}, {j})");
+        }
+    }
+    let e = write_heatmap_png(&r.rasters[1], cmap, 100_000, &dir.path().join("big.png"));
+    assert!(e.unwrap_err().to_string().contains("limit of 8192"));
+    assert!(!dir.path().join("big.png").exists());
+}

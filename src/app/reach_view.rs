@@ -1,0 +1,724 @@
+//! The Receptive-field view: which keys can influence each query after L stacked layers.
+//!
+//! Left: the heatmap of `R_L` for the selected pattern (or the layer schedule), with a slider
+//! for L. Right: coverage vs L for atrous, local and sparse at the current n, k, w (plus the
+//! selected pattern), the layers each needs to reach every pair, the schedule editor and the
+//! exports. All numbers come from [`crate::reach::compute`] on two named worker threads.
+
+use super::compute::{ATROUS_RGB, BOTH_RGB, LOCAL_RGB};
+use super::worker::{Job, Worker};
+use super::{FileRequest, Shared, View};
+use crate::pattern::{PatternKind, PatternParams};
+use crate::presets::schedule_of;
+use crate::reach::{compute, ReachOptions, ReachReport};
+use crate::render::{raster_rgba, Colormap};
+use egui::{Color32, RichText};
+use egui_plot::{Legend, Line, Plot, PlotImage, PlotPoint, PlotPoints, VLine};
+use std::sync::{mpsc, Arc};
+
+/// Layers the slider and the heatmaps cover.
+pub const VIEW_LAYERS: usize = 8;
+/// Layers the coverage chart shows.
+pub const CHART_LAYERS: usize = 16;
+/// Full coverage is searched up to this many layers.
+pub const FULL_CAP: usize = 64;
+/// Resolutions offered for the heatmap PNG, in pixels.
+pub const EXPORT_SIDES: [usize; 5] = [512, 1024, 2048, 4096, 8192];
+
+/// What the heatmap worker computes: the selected pattern or schedule through `VIEW_LAYERS`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeatJob {
+    /// The pattern (kind and parameters).
+    pub params: PatternParams,
+    /// Per-layer kinds (empty = `params` in every layer).
+    pub schedule: Vec<PatternKind>,
+    /// Heatmap side in pixels.
+    pub side: usize,
+    /// Colormap of the images.
+    pub colormap: Colormap,
+}
+
+/// The heatmap worker's answer.
+pub struct HeatOut {
+    /// The job it answers.
+    pub job: HeatJob,
+    /// The report (with one raster per layer), or why it failed.
+    pub report: Result<ReachReport, String>,
+    /// RGBA images, one per layer.
+    pub images: Vec<Vec<u8>>,
+    /// Wall time of the computation, ms.
+    pub elapsed_ms: f64,
+}
+
+/// What the chart worker computes: coverage vs layers of several patterns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurveJob {
+    /// `(name, parameters)` of each curve.
+    pub curves: Vec<(String, PatternParams, Vec<PatternKind>)>,
+}
+
+/// One curve of the chart.
+pub struct Curve {
+    /// Legend name.
+    pub name: String,
+    /// Its report (CHART_LAYERS layers, full coverage searched to FULL_CAP), or the error.
+    pub report: Result<ReachReport, String>,
+}
+
+/// The chart worker's answer.
+pub struct CurveOut {
+    /// One entry per curve.
+    pub curves: Vec<Curve>,
+}
+
+fn run(
+    params: &PatternParams,
+    schedule: &[PatternKind],
+    opts: &ReachOptions,
+    job: &Job,
+    base: f32,
+    span: f32,
+) -> Result<ReachReport, String> {
+    let s = schedule_of(params, Some(schedule)).map_err(|e| e.to_string())?;
+    compute(&s, opts, job.cancel_flag(), &|done, total| {
+        let f = base + span * done as f32 / total.max(1) as f32;
+        job.set_progress((f * 1000.0) as u32);
+    })
+    .map_err(|e| e.to_string())
+}
+
+fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
+    let t0 = std::time::Instant::now();
+    let opts = ReachOptions {
+        layers: VIEW_LAYERS,
+        max_layers: FULL_CAP,
+        raster_side: job.side,
+    };
+    let report = run(&job.params, &job.schedule, &opts, ctl, 0.0, 1.0);
+    if ctl.cancelled() {
+        return None;
+    }
+    let images = match &report {
+        Ok(r) => r
+            .rasters
+            .iter()
+            .map(|ras| raster_rgba(ras, job.colormap))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    Some(HeatOut {
+        job,
+        report,
+        images,
+        elapsed_ms: t0.elapsed().as_secs_f64() * 1e3,
+    })
+}
+
+fn run_curves(job: CurveJob, ctl: &Job) -> Option<CurveOut> {
+    let opts = ReachOptions {
+        layers: CHART_LAYERS,
+        max_layers: FULL_CAP,
+        raster_side: 0,
+    };
+    let k = job.curves.len().max(1) as f32;
+    let mut curves = Vec::new();
+    for (t, (name, params, schedule)) in job.curves.iter().enumerate() {
+        let report = run(params, schedule, &opts, ctl, t as f32 / k, 1.0 / k);
+        if ctl.cancelled() {
+            return None;
+        }
+        curves.push(Curve {
+            name: name.clone(),
+            report,
+        });
+    }
+    Some(CurveOut { curves })
+}
+
+/// State of the Receptive-field view.
+pub struct ReachView {
+    /// Number of stacked layers shown in the heatmap (1..=VIEW_LAYERS).
+    pub layer: usize,
+    /// Chosen heatmap PNG resolution, pixels.
+    pub export_side: usize,
+    heat_worker: Option<Worker<HeatJob, HeatOut>>,
+    curve_worker: Option<Worker<CurveJob, CurveOut>>,
+    heat_job: Option<HeatJob>,
+    curve_job: Option<CurveJob>,
+    heat: Option<Arc<HeatOut>>,
+    curves: Option<Arc<CurveOut>>,
+    texture: Option<(egui::TextureHandle, usize, usize)>,
+    export_rx: Option<mpsc::Receiver<Result<String, String>>>,
+}
+
+impl Default for ReachView {
+    fn default() -> Self {
+        Self {
+            layer: 2,
+            export_side: 1024,
+            heat_worker: None,
+            curve_worker: None,
+            heat_job: None,
+            curve_job: None,
+            heat: None,
+            curves: None,
+            texture: None,
+            export_rx: None,
+        }
+    }
+}
+
+/// The curves of the chart: the seed's three maps at the current n, k, w (and causal), plus
+/// the selected pattern or schedule when it is something else.
+pub fn chart_curves(shared: &Shared) -> Vec<(String, PatternParams, Vec<PatternKind>)> {
+    let s = &shared.settings;
+    let p = &s.params;
+    let (k, w) = (s.stride(), s.window());
+    let base = |kind| PatternParams::new(kind, p.n).causal(p.causal);
+    let mut v = vec![
+        (
+            format!("atrous k={k}"),
+            base(PatternKind::Atrous).stride(k),
+            Vec::new(),
+        ),
+        (
+            format!("local w={w}"),
+            base(PatternKind::Local).window(w),
+            Vec::new(),
+        ),
+        (
+            format!("sparse k={k} w={w}"),
+            base(PatternKind::Sparse).stride(k).window(w),
+            Vec::new(),
+        ),
+    ];
+    let seed_kind = matches!(
+        p.kind,
+        PatternKind::Atrous | PatternKind::Local | PatternKind::Sparse
+    );
+    if !s.schedule.is_empty() || !seed_kind {
+        v.push((
+            selected_name(shared),
+            selected_params(shared),
+            s.schedule.clone(),
+        ));
+    }
+    v
+}
+
+/// The selected pattern's parameters with the seed maps' stride and window filled in (so any
+/// kind of a schedule entry has what it needs).
+fn selected_params(shared: &Shared) -> PatternParams {
+    let s = &shared.settings;
+    let mut p = s.params.clone();
+    p.stride = Some(s.stride());
+    p.window = Some(s.window());
+    if p.kind == PatternKind::Bigbird {
+        p.block = s.block;
+    }
+    p
+}
+
+fn selected_name(shared: &Shared) -> String {
+    let s = &shared.settings;
+    if s.schedule.is_empty() {
+        s.params.kind.name().to_string()
+    } else {
+        let names: Vec<&str> = s.schedule.iter().map(|k| k.name()).collect();
+        format!("schedule {}", names.join(" / "))
+    }
+}
+
+fn curve_colour(t: usize, dark: bool) -> Color32 {
+    let c = match t {
+        0 => ATROUS_RGB,
+        1 => LOCAL_RGB,
+        2 => BOTH_RGB,
+        _ if dark => [240, 240, 240],
+        _ => [30, 30, 30],
+    };
+    Color32::from_rgb(c[0], c[1], c[2])
+}
+
+/// "after 2 layers" / "not within 64 layers".
+pub fn full_text(r: &ReachReport) -> String {
+    match r.layers_to_full {
+        Some(1) => "1 layer".to_string(),
+        Some(l) => format!("{l} layers"),
+        None => format!("not within {}", r.max_layers),
+    }
+}
+
+impl ReachView {
+    fn ensure_workers(&mut self, ctx: &egui::Context) {
+        if self.heat_worker.is_none() {
+            self.heat_worker = Some(Worker::spawn(
+                "attnscope-reach-heat",
+                Some(ctx.clone()),
+                run_heat,
+            ));
+        }
+        if self.curve_worker.is_none() {
+            self.curve_worker = Some(Worker::spawn(
+                "attnscope-reach-curves",
+                Some(ctx.clone()),
+                run_curves,
+            ));
+        }
+    }
+
+    /// Submits new jobs when the settings changed and takes finished results.
+    fn sync(&mut self, ctx: &egui::Context, shared: &Shared) {
+        self.ensure_workers(ctx);
+        let s = &shared.settings;
+        let heat = HeatJob {
+            params: selected_params(shared),
+            schedule: s.schedule.clone(),
+            side: shared.image_side().min(512),
+            colormap: s.colormap,
+        };
+        let curves = CurveJob {
+            curves: chart_curves(shared),
+        };
+        if let Some(w) = &self.heat_worker {
+            if self.heat_job.as_ref() != Some(&heat) {
+                w.submit(heat.clone());
+                self.heat_job = Some(heat);
+            }
+            if let Some(out) = w.poll() {
+                self.heat = Some(Arc::new(out));
+                self.texture = None;
+            }
+        }
+        if let Some(w) = &self.curve_worker {
+            if self.curve_job.as_ref() != Some(&curves) {
+                w.submit(curves.clone());
+                self.curve_job = Some(curves);
+            }
+            if let Some(out) = w.poll() {
+                self.curves = Some(Arc::new(out));
+            }
+        }
+        if self.computing() {
+            ctx.request_repaint_after(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Whether a worker is still computing.
+    pub fn computing(&self) -> bool {
+        self.heat_worker.as_ref().is_some_and(|w| w.busy())
+            || self.curve_worker.as_ref().is_some_and(|w| w.busy())
+    }
+
+    fn heatmap(&mut self, ui: &mut egui::Ui, side: f32) {
+        let Some(heat) = self.heat.clone() else {
+            ui.spinner();
+            return;
+        };
+        let report = match &heat.report {
+            Ok(r) => r,
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("error: {e}"));
+                return;
+            }
+        };
+        let l = self.layer.clamp(1, report.rasters.len().max(1));
+        let Some(raster) = report.rasters.get(l - 1) else {
+            return;
+        };
+        let ptr = Arc::as_ptr(&heat) as usize;
+        if self.texture.as_ref().map(|t| (t.1, t.2)) != Some((ptr, l)) {
+            let img = egui::ColorImage::from_rgba_unmultiplied(
+                [raster.width, raster.height],
+                &heat.images[l - 1],
+            );
+            let tex = ui
+                .ctx()
+                .load_texture("reach-heatmap", img, egui::TextureOptions::NEAREST);
+            self.texture = Some((tex, ptr, l));
+        }
+        let Some((tex, _, _)) = &self.texture else {
+            return;
+        };
+        let n = report.n as f64;
+        let image = PlotImage::new(
+            "reach",
+            tex.id(),
+            PlotPoint::new(n / 2.0, n / 2.0),
+            egui::vec2(n as f32, n as f32),
+        );
+        let layer = &report.layers[l - 1];
+        let pairs = layer.reachable_pairs;
+        Plot::new("reach-heatmap")
+            .invert_y(true)
+            .data_aspect(1.0)
+            .show_grid(false)
+            .width(side)
+            .height(side)
+            .x_axis_label("key j")
+            .y_axis_label("query i")
+            .default_x_bounds(0.0, n)
+            .default_y_bounds(0.0, n)
+            .allow_boxed_zoom(false)
+            .show_x(false)
+            .show_y(false)
+            .label_formatter(|_| None)
+            .show(ui, |pu| {
+                pu.image(image.allow_hover(false));
+                if let Some(pt) = pu.pointer_coordinate() {
+                    if pu.response().hovered() && pt.x >= 0.0 && pt.y >= 0.0 && pt.x < n && pt.y < n
+                    {
+                        let (i, j) = (pt.y as usize, pt.x as usize);
+                        pu.response().clone().on_hover_text_at_pointer(format!(
+                            "query i = {i}, key j = {j}, distance {}",
+                            i.abs_diff(j)
+                        ));
+                    }
+                }
+            });
+        ui.label(
+            RichText::new(format!(
+                "after L = {l} layer{}: {} of {} pairs reachable ({})",
+                if l == 1 { "" } else { "s" },
+                crate::stats::group(pairs),
+                crate::stats::group(report.n as u64 * report.n as u64),
+                super::masks::pct(layer.coverage)
+            ))
+            .strong(),
+        );
+        ui.label(format!(
+            "{}: every pair reachable after {} · computed in {:.0} ms",
+            report.pattern,
+            full_text(report),
+            heat.elapsed_ms
+        ));
+    }
+
+    fn chart(&self, ui: &mut egui::Ui, height: f32) {
+        let Some(out) = self.curves.clone() else {
+            ui.spinner();
+            return;
+        };
+        let dark = ui.visuals().dark_mode;
+        let layer = self.layer as f64;
+        Plot::new("reach-coverage")
+            .legend(Legend::default().position(egui_plot::Corner::RightTop))
+            .height(height)
+            .x_axis_label("stacked layers L")
+            .y_axis_label("pairs reachable (%)")
+            .default_x_bounds(0.5, CHART_LAYERS as f64 + 0.5)
+            .default_y_bounds(0.0, 135.0)
+            .allow_scroll(false)
+            .allow_zoom(false)
+            .allow_drag(false)
+            .show(ui, |pu| {
+                for (t, c) in out.curves.iter().enumerate() {
+                    let Ok(r) = &c.report else { continue };
+                    let pts: Vec<[f64; 2]> = r
+                        .layers
+                        .iter()
+                        .map(|l| [l.layer as f64, 100.0 * l.coverage])
+                        .collect();
+                    pu.line(
+                        Line::new(c.name.clone(), PlotPoints::new(pts))
+                            .color(curve_colour(t, dark))
+                            .width(2.5),
+                    );
+                    pu.points(
+                        egui_plot::Points::new(
+                            c.name.clone(),
+                            r.layers
+                                .iter()
+                                .map(|l| [l.layer as f64, 100.0 * l.coverage])
+                                .collect::<Vec<_>>(),
+                        )
+                        .color(curve_colour(t, dark))
+                        .radius(3.0),
+                    );
+                }
+                pu.vline(VLine::new("", layer).color(Color32::GRAY).width(1.0));
+            });
+        egui::Grid::new("reach-full")
+            .num_columns(3)
+            .striped(true)
+            .show(ui, |ui| {
+                ui.label(RichText::new("pattern").strong());
+                ui.label(RichText::new(format!("reach at L = {}", self.layer)).strong());
+                ui.label(RichText::new("layers to reach every pair").strong());
+                ui.end_row();
+                for (t, c) in out.curves.iter().enumerate() {
+                    ui.colored_label(curve_colour(t, dark), &c.name);
+                    match &c.report {
+                        Ok(r) => {
+                            let cov = r
+                                .layers
+                                .get(self.layer.saturating_sub(1))
+                                .map_or(0.0, |l| l.coverage);
+                            ui.label(super::masks::pct(cov));
+                            ui.label(full_text(r));
+                        }
+                        Err(e) => {
+                            ui.colored_label(ui.visuals().error_fg_color, e);
+                            ui.label("");
+                        }
+                    }
+                    ui.end_row();
+                }
+            });
+    }
+
+    fn schedule_editor(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.label(RichText::new("Layer schedule").strong())
+            .on_hover_text(
+                "Each layer can use its own pattern (GPT-3 alternates dense and banded layers); \
+             the list repeats. Every entry takes the n, k, w and causal of the controls.",
+            );
+        let schedule = &mut shared.settings.schedule;
+        let mut same = schedule.is_empty();
+        if ui
+            .checkbox(&mut same, "same pattern in every layer")
+            .on_hover_text("Off: choose a pattern per layer below")
+            .changed()
+        {
+            *schedule = if same {
+                Vec::new()
+            } else {
+                vec![shared.settings.params.kind, PatternKind::Dense]
+            };
+        }
+        let schedule = &mut shared.settings.schedule;
+        let mut remove = None;
+        for (t, kind) in schedule.iter_mut().enumerate() {
+            ui.horizontal(|ui| {
+                ui.label(format!("layer {}", t + 1));
+                egui::ComboBox::from_id_salt(("schedule", t))
+                    .selected_text(kind.name())
+                    .show_ui(ui, |ui| {
+                        for k in PatternKind::ALL {
+                            ui.selectable_value(kind, k, k.name());
+                        }
+                    });
+                if ui
+                    .small_button("remove")
+                    .on_hover_text("Remove this layer from the schedule")
+                    .clicked()
+                {
+                    remove = Some(t);
+                }
+            });
+        }
+        if let Some(t) = remove {
+            schedule.remove(t);
+        }
+        ui.horizontal(|ui| {
+            if !schedule.is_empty()
+                && schedule.len() < VIEW_LAYERS
+                && ui
+                    .button("+ layer")
+                    .on_hover_text("Add a layer to the repeating schedule")
+                    .clicked()
+            {
+                schedule.push(PatternKind::Local);
+            }
+            if ui
+                .button("GPT-3: dense / local")
+                .on_hover_text("Alternate dense and locally banded layers, as GPT-3 does")
+                .clicked()
+            {
+                *schedule = vec![PatternKind::Dense, PatternKind::Local];
+            }
+        });
+    }
+
+    fn exports(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        if let Some(rx) = &self.export_rx {
+            match rx.try_recv() {
+                Ok(Ok(msg)) => {
+                    shared.info(msg);
+                    self.export_rx = None;
+                }
+                Ok(Err(e)) => {
+                    shared.error(e);
+                    self.export_rx = None;
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    ui.ctx()
+                        .request_repaint_after(std::time::Duration::from_millis(100));
+                }
+                Err(mpsc::TryRecvError::Disconnected) => self.export_rx = None,
+            }
+        }
+        ui.horizontal(|ui| {
+            egui::ComboBox::from_label("PNG side")
+                .selected_text(format!("{} px", self.export_side))
+                .show_ui(ui, |ui| {
+                    for s in EXPORT_SIDES {
+                        ui.selectable_value(&mut self.export_side, s, format!("{s} px"));
+                    }
+                });
+            let busy = self.export_rx.is_some();
+            if ui
+                .add_enabled(!busy, egui::Button::new("Save heatmap PNG"))
+                .on_hover_text(
+                    "The heatmap at the current L, at about the chosen resolution (one cell = \
+                     an integer number of pixels when n is small)",
+                )
+                .clicked()
+            {
+                self.export_heatmap(shared);
+            }
+            if ui
+                .button("Save coverage CSV")
+                .on_hover_text("Coverage per layer of every curve in the chart")
+                .clicked()
+            {
+                self.export_csv(shared);
+            }
+        });
+    }
+
+    fn export_heatmap(&mut self, shared: &mut Shared) {
+        // Export what is on screen: the job of the heatmap shown.
+        let Some(job) = self.heat.as_ref().map(|h| h.job.clone()) else {
+            shared.error("the heatmap is still being computed");
+            return;
+        };
+        let Some(path) = (shared.picker)(FileRequest::SaveFile("reach.png")) else {
+            return;
+        };
+        let (layer, side) = (self.layer, self.export_side);
+        let (tx, rx) = mpsc::channel();
+        self.export_rx = Some(rx);
+        let spawned = std::thread::Builder::new()
+            .name("attnscope-reach-export".into())
+            .spawn(move || {
+                let result = (|| {
+                    let s =
+                        schedule_of(&job.params, Some(&job.schedule)).map_err(|e| e.to_string())?;
+                    let opts = ReachOptions {
+                        layers: layer,
+                        max_layers: layer,
+                        raster_side: side.min(crate::reach::MAX_RASTER_SIDE * 8),
+                    };
+                    let never = std::sync::atomic::AtomicBool::new(false);
+                    let r = compute(&s, &opts, &never, &|_, _| {}).map_err(|e| e.to_string())?;
+                    let raster = r.rasters.last().ok_or("no heatmap computed")?;
+                    crate::reach::write_heatmap_png(raster, job.colormap, side, &path)
+                        .map_err(|e| e.to_string())?;
+                    Ok(format!("saved {}", path.display()))
+                })();
+                let _ = tx.send(result);
+            });
+        if let Err(e) = spawned {
+            shared.error(format!("could not start the export: {e}"));
+            self.export_rx = None;
+        }
+    }
+
+    fn export_csv(&mut self, shared: &mut Shared) {
+        let Some(out) = self.curves.clone() else {
+            shared.error("the coverage curves are still being computed");
+            return;
+        };
+        let Some(path) = (shared.picker)(FileRequest::SaveFile("coverage.csv")) else {
+            return;
+        };
+        let text = coverage_csv(&out.curves);
+        match crate::export::atomic_write(&path, |w| {
+            use std::io::Write;
+            w.write_all(text.as_bytes())
+        }) {
+            Ok(()) => shared.info(format!("saved {}", path.display())),
+            Err(e) => shared.error(e.to_string()),
+        }
+    }
+}
+
+/// `pattern,n,layer,reachable_pairs,coverage,layers_to_full` lines for every curve.
+pub fn coverage_csv(curves: &[Curve]) -> String {
+    let mut s = String::from("pattern,n,layer,reachable_pairs,coverage,layers_to_full\n");
+    for c in curves {
+        let Ok(r) = &c.report else { continue };
+        let full = r.layers_to_full.map_or(String::new(), |l| l.to_string());
+        for l in &r.layers {
+            s += &format!(
+                "\"{}\",{},{},{},{},{}\n",
+                r.pattern.replace('"', "\"\""),
+                r.n,
+                l.layer,
+                l.reachable_pairs,
+                l.coverage,
+                full
+            );
+        }
+    }
+    s
+}
+
+impl View for ReachView {
+    fn title(&self) -> &'static str {
+        "Receptive field"
+    }
+
+    fn hint(&self) -> &'static str {
+        "which keys can influence each query after L stacked layers; coverage vs L"
+    }
+
+    fn busy(&self) -> bool {
+        self.computing() || self.export_rx.is_some()
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        self.sync(ui.ctx(), shared);
+        let busy = [
+            self.heat_worker
+                .as_ref()
+                .filter(|w| w.busy())
+                .map(|w| w.progress()),
+            self.curve_worker
+                .as_ref()
+                .filter(|w| w.busy())
+                .map(|w| w.progress()),
+        ];
+        ui.horizontal(|ui| {
+            ui.add(
+                egui::Slider::new(&mut self.layer, 1..=VIEW_LAYERS)
+                    .text("layers L")
+                    .clamping(egui::SliderClamping::Always),
+            )
+            .on_hover_text("Number of stacked attention layers");
+            ui.separator();
+            ui.label(
+                "key j reaches query i after L layers when a chain of L allowed steps leads \
+                 from i back to j",
+            );
+            for (name, p) in ["heatmap", "curves"].iter().zip(busy) {
+                if let Some(p) = p {
+                    ui.add(
+                        egui::ProgressBar::new(p)
+                            .desired_width(110.0)
+                            .text(format!("computing {name}")),
+                    );
+                }
+            }
+        });
+        ui.separator();
+        let avail = ui.available_size();
+        let side = (avail.x * 0.5).min(avail.y - 60.0).max(160.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(side);
+                self.heatmap(ui, side);
+            });
+            ui.separator();
+            ui.vertical(|ui| {
+                let chart_h = (avail.y * 0.45).max(160.0);
+                self.chart(ui, chart_h);
+                ui.separator();
+                self.schedule_editor(ui, shared);
+                ui.separator();
+                self.exports(ui, shared);
+            });
+        });
+    }
+}

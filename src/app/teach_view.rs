@@ -1,0 +1,397 @@
+//! The Teach view: presets (one click sets every control, with a caption) and the explain
+//! panel (the rule in one line of math, its cost, live numbers for the current settings, a
+//! plain-language paragraph), with a large-font option for projectors.
+
+use super::worker::{Job, Worker};
+use super::{Shared, View};
+use crate::pattern::{Pattern, PatternKind, PatternParams};
+use crate::presets::{all, schedule_of, Preset};
+use crate::reach::{compute, ReachOptions};
+use crate::stats::group;
+use egui::RichText;
+
+/// Full coverage is searched up to this many layers in the explain panel.
+pub const EXPLAIN_CAP: usize = 64;
+
+/// Zoom factor of the large-font (projector) mode.
+pub const PROJECTOR_ZOOM: f32 = 1.5;
+
+/// The explain panel's reach question: the pattern (and schedule) whose layers-to-full we want.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FullJob {
+    /// The selected pattern.
+    pub params: PatternParams,
+    /// Per-layer kinds (empty = the pattern in every layer).
+    pub schedule: Vec<PatternKind>,
+}
+
+/// Layers to full coverage (None = not within the cap), or the error.
+pub type FullOut = (FullJob, Result<Option<usize>, String>);
+
+fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
+    let r = schedule_of(&job.params, Some(&job.schedule))
+        .map_err(|e| e.to_string())
+        .and_then(|s| {
+            compute(
+                &s,
+                &ReachOptions {
+                    layers: 1,
+                    max_layers: EXPLAIN_CAP,
+                    raster_side: 0,
+                },
+                ctl.cancel_flag(),
+                &|done, total| ctl.set_progress((1000 * done / total.max(1)) as u32),
+            )
+            .map_err(|e| e.to_string())
+        })
+        .map(|r| r.layers_to_full);
+    (!ctl.cancelled()).then_some((job, r))
+}
+
+/// State of the Teach view.
+#[derive(Default)]
+pub struct TeachView {
+    worker: Option<Worker<FullJob, FullOut>>,
+    job: Option<FullJob>,
+    full: Option<FullOut>,
+    /// Cached pattern of the current settings (params it was built from, result).
+    pattern: Option<(PatternParams, Result<Pattern, String>)>,
+}
+
+/// Applies a preset to the settings: pattern, block size (BigBird), layer schedule.
+pub fn apply_preset(shared: &mut Shared, p: &Preset) {
+    let s = &mut shared.settings;
+    s.params = p.params.clone();
+    if p.params.kind == PatternKind::Bigbird {
+        s.block = p.params.block;
+    }
+    s.schedule = p.schedule.clone().unwrap_or_default();
+    shared.pinned_row = None;
+    shared.info(format!("preset: {}", p.title));
+}
+
+/// Whether the settings are exactly those of preset `p`.
+pub fn is_active(shared: &Shared, p: &Preset) -> bool {
+    let s = &shared.settings;
+    let mut params = s.params.clone();
+    if params.kind == PatternKind::Bigbird {
+        params.block = s.block;
+    }
+    params == p.params && s.schedule == p.schedule.clone().unwrap_or_default()
+}
+
+/// The rule of a pattern in one line of math.
+pub fn rule(p: &Pattern) -> String {
+    let (k, w, g) = (p.stride(), p.window(), p.global());
+    let base = match p.kind() {
+        PatternKind::Dense => "allowed(i, j) for every i, j".to_string(),
+        PatternKind::Local => format!("|i − j| ≤ w   (w = {w})"),
+        PatternKind::Atrous => format!("(i − j) mod k = 0   (k = {k})"),
+        PatternKind::Sparse => format!("|i − j| ≤ w  ∨  (i − j) mod k = 0   (k = {k}, w = {w})"),
+        PatternKind::Strided => format!("0 ≤ i − j < l  ∨  (i − j) mod l = 0   (l = {k})"),
+        PatternKind::Fixed => format!(
+            "⌊j / l⌋ = ⌊i / l⌋  ∨  j mod l ≥ l − c   (l = {k}, c = {})",
+            p.summary()
+        ),
+        PatternKind::Longformer => format!("|i − j| ≤ w  ∨  i < g  ∨  j < g   (w = {w}, g = {g})"),
+        PatternKind::Bigbird => format!(
+            "|⌊i/b⌋ − ⌊j/b⌋| ≤ w_b  ∨  ⌊i/b⌋ < g_b  ∨  ⌊j/b⌋ < g_b  ∨  random block   (b = {}, w_b = {w}, g_b = {g}, r = {})",
+            p.bigbird_block(),
+            p.params().random
+        ),
+    };
+    if p.is_causal() && p.kind() != PatternKind::Strided {
+        format!("{base}  ∧  j ≤ i")
+    } else {
+        base
+    }
+}
+
+/// The cost of one head as a big-O formula.
+pub fn complexity(kind: PatternKind) -> &'static str {
+    match kind {
+        PatternKind::Dense => "O(n² · d)",
+        PatternKind::Local => "O(n · w · d)",
+        PatternKind::Atrous => "O(n² / k · d)",
+        PatternKind::Sparse => "O(n·(w + n/k)·d); with k = w = √n: O(n√n·d)",
+        PatternKind::Strided => "O(n·(l + n/l)·d); with l = √n: O(n√n·d)",
+        PatternKind::Fixed => "O(n · (l + c·n/l) · d)",
+        PatternKind::Longformer => "O(n · (w + g) · d)",
+        PatternKind::Bigbird => "O(n · b · (2w_b + 1 + g_b + r) · d)",
+    }
+}
+
+/// One plain-language paragraph about the pattern at its current parameters.
+pub fn paragraph(p: &Pattern, layers_to_full: Option<Option<usize>>) -> String {
+    let (n, k, w) = (p.n(), p.stride(), p.window());
+    let reach = match layers_to_full {
+        Some(Some(1)) => "One layer already connects every pair.".to_string(),
+        Some(Some(l)) => format!("Stacking {l} layers connects every pair of tokens."),
+        Some(None) if p.is_causal() => {
+            "A causal mask never lets a query see later tokens, so full coverage is impossible; \
+             what matters is how fast every earlier token is reached."
+                .to_string()
+        }
+        Some(None) => format!("Even {EXPLAIN_CAP} stacked layers do not connect every pair."),
+        None => "(Computing how many layers connect every pair…)".to_string(),
+    };
+    let what = match p.kind() {
+        PatternKind::Dense => format!(
+            "Every token looks at all {n} tokens. This is the baseline: exact, but the work and \
+             memory of the scores grow with n², so doubling the sequence quadruples the cost."
+        ),
+        PatternKind::Local => format!(
+            "Every token looks only at its {w} neighbours on each side, like a convolution. The \
+             cost grows linearly with n, but information moves at most {w} tokens per layer, so \
+             distant tokens need about n / w layers to meet."
+        ),
+        PatternKind::Atrous => format!(
+            "Every token looks at every {k}th token (a dilated, or atrous, pattern). It sees far \
+             away at 1/{k} of the dense cost, but only tokens whose distance is a multiple of {k} \
+             ever meet: the sequence splits into {k} groups that never exchange information, \
+             however many layers are stacked."
+        ),
+        PatternKind::Sparse => format!(
+            "Sparse attention is the union of the two: a local window of {w} and a stride of {k}. \
+             In one layer a token gathers its neighbourhood; in the next it reads, through the \
+             strided keys, tokens that have gathered theirs. When w ≥ k − 1 the windows close \
+             the gaps between strides, so two layers connect every pair while each query reads \
+             only about 2w + n/k keys."
+        ),
+        PatternKind::Strided => format!(
+            "The Sparse Transformer's strided pattern (always causal): the previous {k} tokens \
+             plus every {k}th token before them. Two layers reach every earlier token, which \
+             suits data with a period such as image rows."
+        ),
+        PatternKind::Fixed => format!(
+            "The Sparse Transformer's fixed pattern: each token sees its own block of {k} and the \
+             last {} \"summary\" tokens of every block, which carry information between blocks.",
+            p.summary()
+        ),
+        PatternKind::Longformer if p.global() == 0 => format!(
+            "Longformer without global tokens is plain local attention: a sliding window of {w} \
+             on each side, so information moves {w} tokens per layer."
+        ),
+        PatternKind::Longformer => format!(
+            "Longformer: a sliding window of {w} on each side plus {} global tokens that see and \
+             are seen by everyone, so any two tokens are connected through a global token in two \
+             layers.",
+            p.global()
+        ),
+        PatternKind::Bigbird => format!(
+            "BigBird works on blocks of {} tokens: a window of neighbouring blocks, global \
+             blocks and {} random blocks per block row. Whole blocks are either computed or \
+             skipped, which is what makes it fast on real hardware.",
+            p.bigbird_block(),
+            p.params().random
+        ),
+    };
+    format!("{what} {reach}")
+}
+
+impl TeachView {
+    fn sync(&mut self, ctx: &egui::Context, shared: &Shared) {
+        if self.worker.is_none() {
+            self.worker = Some(Worker::spawn(
+                "attnscope-explain-reach",
+                Some(ctx.clone()),
+                run_full,
+            ));
+        }
+        let s = &shared.settings;
+        let mut params = s.params.clone();
+        if params.kind == PatternKind::Bigbird {
+            params.block = s.block;
+        }
+        if self.pattern.as_ref().map(|(p, _)| p) != Some(&params) {
+            let built = params.build().map_err(|e| e.to_string());
+            self.pattern = Some((params.clone(), built));
+        }
+        let mut sched_params = params.clone();
+        sched_params.stride = Some(s.stride());
+        sched_params.window = Some(s.window());
+        let job = FullJob {
+            params: if s.schedule.is_empty() {
+                params
+            } else {
+                sched_params
+            },
+            schedule: s.schedule.clone(),
+        };
+        if let Some(w) = &self.worker {
+            if self.job.as_ref() != Some(&job) {
+                w.submit(job.clone());
+                self.job = Some(job);
+            }
+            if let Some(out) = w.poll() {
+                self.full = Some(out);
+            }
+            if w.busy() {
+                ctx.request_repaint_after(std::time::Duration::from_millis(100));
+            }
+        }
+    }
+
+    fn presets(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.heading("Presets");
+        ui.label("One click sets the pattern, n, stride, window and layer schedule.");
+        ui.add_space(4.0);
+        let presets = all();
+        let mut clicked = None;
+        ui.horizontal_wrapped(|ui| {
+            for p in &presets {
+                if ui
+                    .selectable_label(is_active(shared, p), RichText::new(p.title).size(15.0))
+                    .on_hover_text(p.caption)
+                    .clicked()
+                {
+                    clicked = Some(p.clone());
+                }
+            }
+        });
+        if let Some(p) = clicked {
+            apply_preset(shared, &p);
+        }
+        ui.add_space(8.0);
+        match presets.iter().find(|p| is_active(shared, p)) {
+            Some(p) => {
+                ui.label(RichText::new(p.title).size(18.0).strong());
+                ui.add(egui::Label::new(RichText::new(p.caption).size(16.0)).wrap());
+            }
+            None => {
+                ui.weak(
+                    "The current settings are not a preset; hover a preset to read its caption.",
+                );
+            }
+        }
+    }
+
+    fn explain(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        ui.horizontal(|ui| {
+            ui.heading("Explain");
+            ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                let mut large = ui.ctx().zoom_factor() > 1.2;
+                if ui
+                    .checkbox(&mut large, "Large fonts (projector)")
+                    .on_hover_text("Scale the whole window by 1.5 for a projector")
+                    .changed()
+                {
+                    ui.ctx()
+                        .set_zoom_factor(if large { PROJECTOR_ZOOM } else { 1.0 });
+                }
+            });
+        });
+        let Some((_, built)) = &self.pattern else {
+            return;
+        };
+        let p = match built {
+            Ok(p) => p.clone(),
+            Err(e) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("error: {e}"));
+                return;
+            }
+        };
+        let d = shared.settings.d;
+        ui.label(RichText::new(p.label()).size(20.0).strong());
+        ui.add(egui::Label::new(RichText::new(rule(&p)).monospace().size(17.0)).wrap());
+        ui.add(
+            egui::Label::new(
+                RichText::new(format!("cost of one head: {}", complexity(p.kind())))
+                    .monospace()
+                    .size(15.0),
+            )
+            .wrap(),
+        );
+        ui.add_space(6.0);
+        let n = p.n() as u64;
+        let nnz = p.nnz();
+        let full = self
+            .full
+            .as_ref()
+            .filter(|(job, _)| Some(job) == self.job.as_ref())
+            .map(|(_, r)| r.clone());
+        egui::Grid::new("explain-numbers")
+            .num_columns(2)
+            .spacing([16.0, 4.0])
+            .show(ui, |ui| {
+                let mut row = |k: &str, v: String| {
+                    ui.label(k);
+                    ui.label(RichText::new(v).strong());
+                    ui.end_row();
+                };
+                row("n (tokens)", group(n));
+                row("allowed pairs (nnz)", group(nnz));
+                row(
+                    "keys per query (mean)",
+                    format!("{:.1}", nnz as f64 / n as f64),
+                );
+                row(
+                    "useful FLOPs, 4·d·nnz",
+                    format!("{} (d = {d})", group(4 * d as u64 * nnz)),
+                );
+                row("dense FLOPs, 4·d·n²", group(4 * d as u64 * n * n));
+                row(
+                    "ratio to dense",
+                    format!(
+                        "{} (dense costs {:.1}×)",
+                        super::masks::pct(nnz as f64 / (n * n) as f64),
+                        (n * n) as f64 / nnz.max(1) as f64
+                    ),
+                );
+                let sched = if shared.settings.schedule.is_empty() {
+                    String::new()
+                } else {
+                    " (layer schedule)".to_string()
+                };
+                row(
+                    &format!("layers to reach every pair{sched}"),
+                    match &full {
+                        Some(Ok(Some(l))) => l.to_string(),
+                        Some(Ok(None)) => format!("not within {EXPLAIN_CAP}"),
+                        Some(Err(e)) => e.clone(),
+                        None => "computing…".to_string(),
+                    },
+                );
+            });
+        ui.add_space(8.0);
+        let known = match &full {
+            Some(Ok(l)) => Some(*l),
+            _ => None,
+        };
+        ui.add(egui::Label::new(RichText::new(paragraph(&p, known)).size(15.0)).wrap());
+    }
+}
+
+impl View for TeachView {
+    fn title(&self) -> &'static str {
+        "Teach"
+    }
+
+    fn hint(&self) -> &'static str {
+        "presets with captions, and the current pattern explained with live numbers"
+    }
+
+    fn busy(&self) -> bool {
+        self.worker.as_ref().is_some_and(|w| w.busy())
+    }
+
+    fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        self.sync(ui.ctx(), shared);
+        let avail = ui.available_size();
+        let left = (avail.x * 0.46).max(300.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(left);
+                egui::ScrollArea::vertical()
+                    .id_salt("presets-scroll")
+                    .show(ui, |ui| self.presets(ui, shared));
+            });
+            ui.separator();
+            ui.vertical(|ui| {
+                egui::ScrollArea::vertical()
+                    .id_salt("explain-scroll")
+                    .show(ui, |ui| self.explain(ui, shared));
+            });
+        });
+    }
+}

@@ -1,0 +1,99 @@
+//! `attnscope bench --sweep A..B`: the kernels over a range of n, as a table, JSON or CSV.
+
+use super::bench::BenchArgs;
+use super::CliError;
+use crate::bench::{BenchConfig, BenchError};
+use crate::inputs::{InputKind, MAX_ELEMENTS};
+use crate::sweep::{parse_sizes, run_sweep, Scaling, SweepConfig, SweepError, SweepProgress};
+use std::sync::atomic::AtomicBool;
+
+/// Runs the sweep that `bench --sweep` asked for.
+pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), CliError> {
+    let spec = a.sweep.as_deref().unwrap_or_default();
+    let sizes = parse_sizes(spec).map_err(CliError::Usage)?;
+    if let Some(&n) = sizes
+        .iter()
+        .find(|&&n| n as u64 * a.d as u64 > MAX_ELEMENTS)
+    {
+        return Err(CliError::Usage(format!(
+            "--sweep size n = {n} with --d {} needs more than {MAX_ELEMENTS} elements per input; use a smaller range",
+            a.d
+        )));
+    }
+    let cfg = SweepConfig {
+        sizes,
+        params: a.pattern.params(),
+        scaling: if a.sqrt {
+            Scaling::SqrtN
+        } else {
+            Scaling::Fixed
+        },
+        d: a.d,
+        input,
+        bench,
+    };
+    let verbose = !a.json;
+    let report = run_sweep(&cfg, &AtomicBool::new(false), &mut |e| {
+        if !verbose {
+            return;
+        }
+        match e {
+            SweepProgress::Size { index, total, n } => {
+                eprintln!("[size {}/{total}] n = {n}", index + 1)
+            }
+            SweepProgress::Kernel {
+                event: crate::bench::Progress::Started { kernel, .. },
+                ..
+            } => eprintln!("  {kernel}…"),
+            _ => {}
+        }
+    })
+    .map_err(|e| match e {
+        SweepError::Bench {
+            source: BenchError::Threads { .. },
+            ..
+        } => CliError::Runtime(e.to_string()),
+        other => CliError::Usage(other.to_string()),
+    })?;
+    if let Some(path) = &a.csv {
+        crate::sweep::write_csv(&report, path)?;
+    }
+    if a.json {
+        let json =
+            serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{json}");
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+/// One line per (n, kernel).
+fn table(r: &crate::sweep::SweepReport) -> String {
+    let mut s = format!(
+        "{:>8}  {:<10} {:>12} {:>12} {:>10}  {}\n",
+        "n", "kernel", "median_ms", "GFLOP/s", "speedup", "pattern"
+    );
+    for p in &r.points {
+        for k in &p.results {
+            match &k.skipped {
+                Some(why) => {
+                    s += &format!("{:>8}  {:<10} skipped: {why}\n", p.n, k.kernel);
+                }
+                None => {
+                    s += &format!(
+                        "{:>8}  {:<10} {:>12.3} {:>12.2} {:>10}  {}\n",
+                        p.n,
+                        k.kernel,
+                        k.median_ms,
+                        k.gflops_useful,
+                        k.speedup_vs_dense
+                            .map_or("-".to_string(), |x| format!("{x:.2}x")),
+                        p.pattern
+                    );
+                }
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,413 @@
+//! Scaling sweep: the kernels of [`crate::bench`] over a range of sequence lengths.
+//!
+//! For each `n` the pattern is rebuilt at that length — with the stride and window as given
+//! ([`Scaling::Fixed`]: work O(n·(w + n/k))) or with the Sparse Transformer's
+//! k = w = ⌈√n⌉ ([`Scaling::SqrtN`]: work O(n√n)) — fresh seeded inputs are generated and
+//! [`crate::bench::run_bench`] times every kernel. The same function feeds the app's sweep view
+//! and `attnscope bench --sweep 256..65536`; results export as CSV.
+
+use crate::bench::{run_bench, BenchConfig, BenchError, BenchReport, Progress};
+use crate::inputs::{generate, InputKind};
+use crate::pattern::{PatternError, PatternParams, MAX_N};
+use crate::presets::sqrt_stride;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+/// How the pattern's stride and window follow `n` during a sweep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Scaling {
+    /// Stride and window stay as given.
+    Fixed,
+    /// Stride = window = ⌈√n⌉ at every n (Sparse Transformer).
+    SqrtN,
+}
+
+/// What a sweep runs.
+#[derive(Clone, Debug)]
+pub struct SweepConfig {
+    /// Sequence lengths, in order.
+    pub sizes: Vec<usize>,
+    /// The pattern; its `n` is replaced by each size.
+    pub params: PatternParams,
+    /// How stride and window follow n.
+    pub scaling: Scaling,
+    /// Head dimension d.
+    pub d: usize,
+    /// Sample inputs generated at each n.
+    pub input: InputKind,
+    /// Kernels, repeats, threads, block size, dense time budget.
+    pub bench: BenchConfig,
+}
+
+/// Progress of a sweep, for a progress bar.
+#[derive(Clone, Debug)]
+pub enum SweepProgress {
+    /// Size `index` of `total` (length `n`) starts.
+    Size {
+        /// Position of this size, from 0.
+        index: usize,
+        /// Sizes in the sweep.
+        total: usize,
+        /// The sequence length.
+        n: usize,
+    },
+    /// A benchmark event at size `index`.
+    Kernel {
+        /// Position of the current size, from 0.
+        index: usize,
+        /// Sizes in the sweep.
+        total: usize,
+        /// Kernels finished at this size.
+        finished: usize,
+        /// Kernels per size.
+        kernels: usize,
+        /// The event.
+        event: Progress,
+    },
+    /// Size `index` is done.
+    Done {
+        /// Position of this size, from 0.
+        index: usize,
+        /// Sizes in the sweep.
+        total: usize,
+        /// Its results.
+        report: BenchReport,
+    },
+}
+
+impl SweepProgress {
+    /// Fraction of the sweep done, in [0, 1], counting kernels within the current size.
+    pub fn fraction(&self) -> f32 {
+        match self {
+            SweepProgress::Size { index, total, .. } => *index as f32 / (*total).max(1) as f32,
+            SweepProgress::Kernel {
+                index,
+                total,
+                finished,
+                kernels,
+                ..
+            } => {
+                let within = (*finished).min(*kernels) as f32 / (*kernels).max(1) as f32;
+                (*index as f32 + within) / (*total).max(1) as f32
+            }
+            SweepProgress::Done { index, total, .. } => {
+                (*index + 1) as f32 / (*total).max(1) as f32
+            }
+        }
+    }
+}
+
+/// The results: one benchmark report per size, in order.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct SweepReport {
+    /// One report per completed size.
+    pub points: Vec<BenchReport>,
+}
+
+/// Why a sweep stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    /// The pattern is invalid at some size.
+    #[error("at n = {n}: {source}")]
+    Pattern {
+        /// The size.
+        n: usize,
+        /// The pattern's error.
+        source: PatternError,
+    },
+    /// The benchmark failed at some size.
+    #[error("at n = {n}: {source}")]
+    Bench {
+        /// The size.
+        n: usize,
+        /// The benchmark's error.
+        source: BenchError,
+    },
+    /// The cancel flag was set; the sizes finished so far are kept.
+    #[error("the sweep was cancelled after {} size(s)", .0.points.len())]
+    Cancelled(SweepReport),
+}
+
+/// Parses `A..B` (powers-of-two steps A, 2A, 4A, … ≤ B) or a comma list `A,B,C`.
+pub fn parse_sizes(s: &str) -> Result<Vec<usize>, String> {
+    let bad = || {
+        format!("--sweep {s:?} is not a size range: expected A..B (e.g. 256..65536, doubling from A up to B) or a list A,B,C, with sizes from 1 to {MAX_N}")
+    };
+    let num = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+    let sizes: Vec<usize> = if let Some((a, b)) = s.split_once("..") {
+        let (a, b) = (num(a)?, num(b)?);
+        if a == 0 || a > b {
+            return Err(bad());
+        }
+        std::iter::successors(Some(a), |&x| x.checked_mul(2))
+            .take_while(|&x| x <= b)
+            .collect()
+    } else {
+        s.split(',').map(num).collect::<Result<_, _>>()?
+    };
+    if sizes.is_empty() || sizes.iter().any(|&n| n == 0 || n > MAX_N) {
+        return Err(bad());
+    }
+    Ok(sizes)
+}
+
+/// The pattern parameters used at length `n`.
+pub fn params_at(params: &PatternParams, scaling: Scaling, n: usize) -> PatternParams {
+    let mut p = params.clone();
+    p.n = n;
+    if scaling == Scaling::SqrtN {
+        let k = sqrt_stride(n);
+        p.stride = Some(k);
+        p.window = Some(k);
+    }
+    p
+}
+
+/// Runs the sweep; `cancel` stops it between kernel runs and returns the sizes completed so far
+/// in [`SweepError::Cancelled`].
+pub fn run_sweep(
+    cfg: &SweepConfig,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(SweepProgress),
+) -> Result<SweepReport, SweepError> {
+    let mut report = SweepReport::default();
+    let total = cfg.sizes.len();
+    for (index, &n) in cfg.sizes.iter().enumerate() {
+        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(SweepError::Cancelled(report));
+        }
+        progress(SweepProgress::Size { index, total, n });
+        let p = params_at(&cfg.params, cfg.scaling, n)
+            .build()
+            .map_err(|source| SweepError::Pattern { n, source })?;
+        let qkv = generate(cfg.input, n, cfg.d);
+        let kernels = cfg.bench.kernels.len();
+        let mut finished = 0;
+        let r = run_bench(&p, &qkv, &cfg.bench, cancel, &mut |event| {
+            if matches!(event, Progress::Finished(_)) {
+                finished += 1;
+            }
+            progress(SweepProgress::Kernel {
+                index,
+                total,
+                finished,
+                kernels,
+                event,
+            })
+        });
+        match r {
+            Ok(r) => {
+                progress(SweepProgress::Done {
+                    index,
+                    total,
+                    report: r.clone(),
+                });
+                report.points.push(r);
+            }
+            Err(BenchError::Cancelled) => return Err(SweepError::Cancelled(report)),
+            Err(source) => return Err(SweepError::Bench { n, source }),
+        }
+    }
+    Ok(report)
+}
+
+/// The CSV header of [`csv`].
+pub const CSV_HEADER: &str = "n,d,pattern,threads,kernel,median_ms,min_ms,flops_useful,flops_executed,gflops_useful,speedup_vs_dense,max_rel_err,skipped";
+
+/// One line per (size, kernel); empty fields for values a skipped kernel has not.
+pub fn csv(report: &SweepReport) -> String {
+    let mut s = String::from(CSV_HEADER);
+    s.push('\n');
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x}")
+        } else {
+            String::new()
+        }
+    };
+    for b in &report.points {
+        for r in &b.results {
+            let fields = [
+                b.n.to_string(),
+                b.d.to_string(),
+                quote(&b.pattern),
+                b.threads.to_string(),
+                quote(&r.kernel),
+                num(r.median_ms),
+                num(r.min_ms),
+                r.flops_useful.to_string(),
+                r.flops_executed.to_string(),
+                num(r.gflops_useful),
+                r.speedup_vs_dense.map_or(String::new(), num),
+                num(r.max_rel_err),
+                r.skipped.as_deref().map_or(String::new(), quote),
+            ];
+            s += &fields.join(",");
+            s.push('\n');
+        }
+    }
+    s
+}
+
+/// Quotes a CSV field when it holds a comma, a quote or a line break.
+fn quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+/// Writes [`csv`] to `path` atomically (no partial file on failure).
+pub fn write_csv(report: &SweepReport, path: &Path) -> Result<(), crate::export::ExportError> {
+    let text = csv(report);
+    crate::export::atomic_write(path, |w| w.write_all(text.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::KernelKind;
+    use crate::pattern::PatternKind;
+    use std::sync::atomic::Ordering;
+
+    fn cfg(sizes: Vec<usize>, scaling: Scaling) -> SweepConfig {
+        SweepConfig {
+            sizes,
+            params: PatternParams::new(PatternKind::Sparse, 1)
+                .stride(8)
+                .window(4),
+            scaling,
+            d: 16,
+            input: InputKind::Random { seed: 1 },
+            bench: BenchConfig {
+                kernels: vec![KernelKind::Dense, KernelKind::Csr],
+                repeats: 1,
+                warmup: 0,
+                threads: 1,
+                ..BenchConfig::default()
+            },
+        }
+    }
+
+    #[test]
+    fn sizes_parse_as_doubling_ranges_or_lists() {
+        assert_eq!(
+            parse_sizes("256..65536").unwrap(),
+            vec![256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536]
+        );
+        assert_eq!(parse_sizes("100..500").unwrap(), vec![100, 200, 400]);
+        assert_eq!(parse_sizes("64,100, 3").unwrap(), vec![64, 100, 3]);
+        for bad in [
+            "",
+            "0..8",
+            "9..8",
+            "a..b",
+            "1,,2",
+            "1..",
+            "0",
+            "1..99999999999",
+        ] {
+            let e = parse_sizes(bad).unwrap_err();
+            assert!(e.starts_with("--sweep"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn sqrt_scaling_sets_stride_and_window() {
+        let base = PatternParams::new(PatternKind::Sparse, 1)
+            .stride(3)
+            .window(2);
+        let p = params_at(&base, Scaling::SqrtN, 1000);
+        assert_eq!((p.n, p.stride, p.window), (1000, Some(32), Some(32)));
+        let p = params_at(&base, Scaling::Fixed, 1000);
+        assert_eq!((p.n, p.stride, p.window), (1000, Some(3), Some(2)));
+    }
+
+    #[test]
+    fn sweep_runs_every_size_and_kernel_and_exports_csv() {
+        let c = cfg(vec![32, 64, 128], Scaling::Fixed);
+        let mut events = Vec::new();
+        let r = run_sweep(&c, &AtomicBool::new(false), &mut |e| {
+            events.push(e.fraction())
+        })
+        .unwrap();
+        assert_eq!(r.points.len(), 3);
+        assert!(events.windows(2).all(|w| w[0] <= w[1]), "{events:?}");
+        assert_eq!(events.last(), Some(&1.0));
+        for (pt, n) in r.points.iter().zip([32u64, 64, 128]) {
+            assert_eq!(pt.n as u64, n);
+            let p = params_at(&c.params, c.scaling, n as usize).build().unwrap();
+            assert_eq!(pt.results[0].flops_executed, 4 * 16 * n * n);
+            assert_eq!(pt.results[1].flops_useful, 4 * 16 * p.nnz());
+            assert!(pt.results[1].max_rel_err < 1e-4);
+        }
+        let text = csv(&r);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], CSV_HEADER);
+        assert_eq!(lines.len(), 1 + 3 * 2);
+        // The pattern label holds commas, so it is quoted; 13 fields remain.
+        assert!(
+            lines[1].starts_with("32,16,\"sparse(k=8, w=4)\",1,dense,"),
+            "{}",
+            lines[1]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sweep.csv");
+        write_csv(&r, &path).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn cancel_keeps_the_finished_sizes() {
+        let c = cfg(vec![32, 64, 128], Scaling::SqrtN);
+        let cancel = AtomicBool::new(false);
+        let e = run_sweep(&c, &cancel, &mut |e| {
+            if let SweepProgress::Done { report, .. } = e {
+                if report.n == 64 {
+                    cancel.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+        .unwrap_err();
+        match e {
+            SweepError::Cancelled(r) => {
+                let ns: Vec<usize> = r.points.iter().map(|p| p.n).collect();
+                assert_eq!(ns, vec![32, 64]);
+                assert_eq!(r.points[1].pattern, "sparse(k=8, w=8)");
+            }
+            other => panic!("expected cancel, got {other}"),
+        }
+    }
+
+    #[test]
+    fn csv_quotes_fields_and_leaves_missing_values_empty() {
+        assert_eq!(quote("a,b"), "\"a,b\"");
+        assert_eq!(quote("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(quote("plain"), "plain");
+        let r = SweepReport {
+            points: vec![BenchReport {
+                n: 8,
+                d: 4,
+                pattern: "dense".into(),
+                threads: 2,
+                results: vec![crate::bench::KernelResult {
+                    kernel: "dense".into(),
+                    median_ms: f64::NAN,
+                    min_ms: f64::NAN,
+                    flops_useful: 1024,
+                    flops_executed: 1024,
+                    gflops_useful: f64::NAN,
+                    speedup_vs_dense: None,
+                    max_rel_err: f64::NAN,
+                    skipped: Some("too slow, estimated 9 s".into()),
+                }],
+            }],
+        };
+        assert_eq!(
+            csv(&r).lines().nth(1).unwrap(),
+            "8,4,dense,2,dense,,,1024,1024,,,,\"too slow, estimated 9 s\""
+        );
+    }
+}

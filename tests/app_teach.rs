@@ -1,0 +1,180 @@
+//! kittest tests of the teaching views (headless, wgpu on lavapipe): the receptive-field
+//! slider, a preset click, the sweep's cancel. With `ATTNSCOPE_SCREENSHOTS=1` they also save
+//! `screenshots/*.png`.
+
+use attnscope::app::{AttnApp, FilePicker, Settings};
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use std::time::{Duration, Instant};
+
+fn no_files() -> FilePicker {
+    Box::new(|_| None)
+}
+
+fn harness(settings: Settings) -> Harness<'static, AttnApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1500.0, 940.0))
+        .wgpu()
+        // The shell's status bar uses ✔ / ⚠, which the default fonts lack (tofu is fine here).
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| AttnApp::with_settings(&cc.egui_ctx, settings, no_files()))
+}
+
+/// Steps the app until `done` holds (workers run on their own threads), at most 60 s.
+fn step_until(
+    h: &mut Harness<'static, AttnApp>,
+    what: &str,
+    done: impl Fn(&Harness<'static, AttnApp>) -> bool,
+) {
+    let t0 = Instant::now();
+    while !done(h) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        h.step();
+    }
+    h.step();
+}
+
+fn has_label(h: &Harness<'static, AttnApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// Saves a screenshot when `ATTNSCOPE_SCREENSHOTS` is set.
+fn screenshot(h: &mut Harness<'static, AttnApp>, name: &str) {
+    if std::env::var_os("ATTNSCOPE_SCREENSHOTS").is_none() {
+        return;
+    }
+    let img = h.render().expect("render");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    img.save(dir.join(format!("{name}.png"))).unwrap();
+}
+
+fn seed_settings(tab: &str) -> Settings {
+    Settings {
+        tab: tab.to_string(),
+        ..Settings::default()
+    }
+}
+
+#[test]
+fn reach_slider_changes_the_layer_shown() {
+    // The seed's sparse pattern: n = 64, k = 4, w = 3.
+    let mut h = harness(seed_settings("Receptive field"));
+    step_until(&mut h, "the heatmap at L = 2", |h| {
+        has_label(h, "after L = 2 layers: 4,096 of 4,096 pairs reachable")
+    });
+    step_until(&mut h, "the coverage curves", |h| has_label(h, "21 layers"));
+    // Local w = 3 needs ⌈63 / 3⌉ = 21 layers, atrous never gets there, sparse in 2.
+    assert!(has_label(&h, "not within 64"));
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "layers L")
+        .set_value_accesskit(1.0);
+    step_until(&mut h, "the heatmap at L = 1", |h| {
+        has_label(h, "after L = 1 layer: 1,396 of 4,096 pairs reachable")
+    });
+    screenshot(&mut h, "receptive-field");
+}
+
+#[test]
+fn preset_click_sets_every_control() {
+    // Start far from the preset: Longformer at n = 4096.
+    let mut settings = seed_settings("Teach");
+    settings.params =
+        attnscope::pattern::PatternParams::new(attnscope::pattern::PatternKind::Longformer, 4096)
+            .window(9)
+            .global(1);
+    let mut h = harness(settings);
+    h.run_steps(3);
+    h.get_by_label("Seed: sparse").click();
+    h.run_steps(2);
+    let want = attnscope::presets::by_name("seed-sparse").unwrap();
+    assert_eq!(h.state().shared.settings.params, want.params);
+    assert!(h.state().shared.settings.schedule.is_empty());
+    step_until(&mut h, "the explain numbers", |h| {
+        has_label(h, "sparse(k=4, w=3)") && has_label(h, "1,396")
+    });
+    // GPT-3 sets the layer schedule too.
+    h.get_by_label("GPT-3: dense / banded").click();
+    h.run_steps(2);
+    let s = &h.state().shared.settings;
+    assert_eq!(s.params.kind, attnscope::pattern::PatternKind::Local);
+    assert_eq!(
+        (s.params.n, s.params.window, s.params.causal),
+        (2048, Some(128), true)
+    );
+    assert_eq!(
+        s.schedule,
+        vec![
+            attnscope::pattern::PatternKind::Dense,
+            attnscope::pattern::PatternKind::Local
+        ]
+    );
+    h.get_by_label("Seed: sparse").click();
+    step_until(&mut h, "layers to full", |h| {
+        has_label(h, "Stacking 2 layers connects every pair")
+    });
+    screenshot(&mut h, "teach");
+}
+
+#[test]
+fn sweep_runs_in_the_background_and_cancels() {
+    let mut h = harness(seed_settings("Scaling"));
+    h.run_steps(3);
+    // Large sizes so the sweep is still running when Cancel is clicked.
+    h.get_by_label("Run sweep").click();
+    h.run_steps(2);
+    assert!(has_label(&h, "running:"));
+    h.get_by_label("Cancel sweep").click();
+    step_until(&mut h, "the cancelled sweep", |h| {
+        has_label(h, "sweep cancelled after")
+    });
+    assert!(!has_label(&h, "running:"));
+}
+
+/// Picks `value` in the combo box labelled `label`.
+fn choose(h: &mut Harness<'static, AttnApp>, label: &str, value: &str) {
+    h.get_by_label(label).click();
+    h.run_steps(2);
+    h.get_by_label(value).click();
+    h.run_steps(2);
+}
+
+#[test]
+fn sweep_completes_and_draws_every_size() {
+    let mut h = harness(seed_settings("Scaling"));
+    h.run_steps(3);
+    // 256, 512, 1024 with the csr, block and permuted kernels: quick even on a busy machine.
+    choose(&mut h, "to n", "1024");
+    for k in ["dense", "masked"] {
+        h.get_by_role_and_label(egui::accesskit::Role::CheckBox, k)
+            .click();
+    }
+    h.run_steps(2);
+    h.get_by_label("Run sweep").click();
+    step_until(&mut h, "the finished sweep", |h| {
+        has_label(h, "sweep done: 3 size(s)")
+    });
+    assert!(has_label(&h, "largest n so far: 1024"));
+    assert!(has_label(&h, "sparse(k=32, w=32)"));
+}
+
+/// The README screenshot of the Scaling view: 256 … 16384, every kernel (slow; run with
+/// `ATTNSCOPE_SCREENSHOTS=1 cargo test --test app_teach -- --ignored`).
+#[test]
+#[ignore]
+fn sweep_screenshot_full_range() {
+    let mut h = harness(seed_settings("Scaling"));
+    h.run_steps(3);
+    h.get_by_label("Run sweep").click();
+    let t0 = Instant::now();
+    while !has_label(&h, "sweep done") {
+        assert!(t0.elapsed() < Duration::from_secs(900), "sweep too slow");
+        std::thread::sleep(Duration::from_millis(200));
+        h.step();
+    }
+    h.step();
+    screenshot(&mut h, "scaling");
+}
