@@ -112,6 +112,7 @@ fn picker_to(dir: &Path) -> FilePicker {
             FileRequest::SaveMaskNpy => dir.join("mask.npy"),
             FileRequest::SaveScreenshot => dir.join("window.png"),
             FileRequest::OpenNpy(which) => dir.join(format!("{which}.npy")),
+            FileRequest::SaveFile(name) => dir.join(name),
         })
     })
 }
