@@ -214,6 +214,52 @@ fn screenshot_writes_a_png_of_the_window() {
     assert_eq!((img.width(), img.height()), (1500, 940));
 }
 
+/// Zooms the maps around cell `(i, i)` by `factor` (pinch / Ctrl+scroll).
+fn zoom_at(h: &mut Harness<'static, AttnApp>, n: usize, i: usize, factor: f32) {
+    h.hover_at(cell_pos(h, n, i, i));
+    h.run_steps(1);
+    h.event(egui::Event::Zoom(factor));
+    h.run_steps(2);
+    h.remove_cursor();
+    h.run_steps(1);
+}
+
+#[test]
+fn zooming_in_redraws_the_visible_part_one_cell_per_pixel() {
+    let mut s = Settings::default();
+    s.params.n = 65_536;
+    s.params.stride = Some(256);
+    s.params.window = Some(16);
+    s.block = 64;
+    let mut h = harness(s, no_files());
+    settle(&mut h);
+    for _ in 0..4 {
+        zoom_at(&mut h, 65_536, 1000, 8.0);
+    }
+    settle(&mut h);
+    let m = h.state().shared.masks.clone().expect("masks");
+    let sparse = m
+        .maps
+        .iter()
+        .find(|m| m.id == attnscope::app::MapId::Sparse)
+        .expect("sparse");
+    let region = sparse
+        .region
+        .as_ref()
+        .expect("a sharper image of the zoomed region");
+    assert!(
+        region.rows.len() < 65_536 / 100,
+        "visible rows {:?}",
+        region.rows
+    );
+    assert!(region.rows.contains(&1000) && region.cols.contains(&1000));
+    // Few enough cells for one pixel each.
+    assert_eq!(
+        (region.width, region.height),
+        (region.cols.len(), region.rows.len())
+    );
+}
+
 /// `(name, settings, deterministic)`: only deterministic views are compared as snapshots
 /// (the Kernels view shows measured times).
 fn snapshot_settings() -> Vec<(&'static str, Settings, bool)> {
@@ -230,6 +276,10 @@ fn snapshot_settings() -> Vec<(&'static str, Settings, bool)> {
     big.params.window = Some(256);
     big.block = 64;
     big.params.causal = true;
+    let mut zoomed = big.clone();
+    zoomed.params.causal = false;
+    zoomed.params.window = Some(16);
+    zoomed.show_blocks = true;
     let mut fixed = Settings::default();
     fixed.params.kind = PatternKind::Fixed;
     fixed.params.n = 128;
@@ -259,7 +309,8 @@ fn snapshot_settings() -> Vec<(&'static str, Settings, bool)> {
     vec![
         ("masks_seed", seed, true),
         ("masks_blocks", blocks, true),
-        ("masks_65536_causal", big, true),
+        ("masks_65536_causal", big.clone(), true),
+        ("masks_65536_zoomed", zoomed, true),
         ("masks_fixed_light", fixed, true),
         ("masks_longformer_4096", pinned, true),
         ("kernels_2048", kernels, false),
@@ -269,6 +320,12 @@ fn snapshot_settings() -> Vec<(&'static str, Settings, bool)> {
 
 /// Extra state of some views: a pinned row and a hovered cell on the Longformer maps.
 fn prepare(name: &str, h: &mut Harness<'static, AttnApp>) {
+    if name == "masks_65536_zoomed" {
+        for _ in 0..4 {
+            zoom_at(h, 65_536, 1000, 8.0);
+        }
+        settle(h);
+    }
     if name == "masks_longformer_4096" {
         h.state_mut().shared.pinned_row = Some(1000);
         h.run_steps(2);
@@ -308,7 +365,13 @@ fn screenshots() {
     }
 }
 
-/// Prints the CPU time of one UI pass at n = 4096 and n = 65,536 (measured, not asserted).
+fn median_ms(mut v: Vec<f64>) -> (f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[v.len() - 1])
+}
+
+/// Prints the CPU time of one UI pass at n = 4096 and n = 65,536 for every view, and while a
+/// slider is dragged (n changes every frame); measured, not asserted.
 #[test]
 fn frame_time() {
     for n in [4096usize, 65_536] {
@@ -322,17 +385,31 @@ fn frame_time() {
         s.params.global = 16;
         let mut h = harness(s, no_files());
         settle(&mut h);
+        h.state_mut().shared.pinned_row = Some(n / 3);
+        for tab in ["Masks", "Kernels", "Attention"] {
+            h.state_mut().shared.settings.tab = tab.into();
+            h.run_steps(5);
+            let mut times = Vec::new();
+            for _ in 0..30 {
+                h.step();
+                times.push(h.state().shared.frame_ms);
+            }
+            let (med, max) = median_ms(times);
+            println!(
+                "frame time n = {n}, {tab}: median {med:.2} ms, max {max:.2} ms (UI pass, CPU)"
+            );
+        }
+        h.state_mut().shared.settings.tab = "Masks".into();
+        h.run_steps(3);
         let mut times = Vec::new();
-        for _ in 0..30 {
+        for t in 0..30 {
+            // A slider drag: a new n (and a new masks job) every frame.
+            h.state_mut().shared.settings.params.n = n - (t % 7);
             h.step();
             times.push(h.state().shared.frame_ms);
         }
-        times.sort_by(|a, b| a.total_cmp(b));
-        println!(
-            "frame time n = {n}: median {:.2} ms, max {:.2} ms (UI pass, CPU)",
-            times[times.len() / 2],
-            times[times.len() - 1]
-        );
+        let (med, max) = median_ms(times);
+        println!("frame time n = {n}, Masks while dragging n: median {med:.2} ms, max {max:.2} ms");
     }
 }
 

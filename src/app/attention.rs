@@ -35,9 +35,8 @@ pub struct AttnResult {
 }
 
 struct AttnImages {
-    side: usize,
-    dense: Vec<u8>,
-    sparse: Vec<u8>,
+    dense: std::sync::Arc<egui::ColorImage>,
+    sparse: std::sync::Arc<egui::ColorImage>,
     /// Mean over queries of the dense mass on allowed keys.
     mass_kept: f64,
     /// Smallest per-query kept mass.
@@ -81,6 +80,11 @@ fn colour(w: &ndarray::Array2<f32>, side: usize, vmax: f32, log: bool, cmap: Col
         }
     }
     out
+}
+
+/// RGBA8 → an egui image (on the worker thread).
+fn image(side: usize, rgba: &[u8]) -> std::sync::Arc<egui::ColorImage> {
+    std::sync::Arc::new(egui::ColorImage::from_rgba_unmultiplied([side, side], rgba))
 }
 
 fn compute(
@@ -131,9 +135,8 @@ fn compute(
         .max(f32::MIN_POSITIVE);
     let side = n.min(ATTN_SIDE);
     Some(Ok(AttnImages {
-        side,
-        dense: colour(&dense, side, vmax, job.log, job.cmap),
-        sparse: colour(&sparse, side, vmax, job.log, job.cmap),
+        dense: image(side, &colour(&dense, side, vmax, job.log, job.cmap)),
+        sparse: image(side, &colour(&sparse, side, vmax, job.log, job.cmap)),
         mass_kept: total / n as f64,
         mass_min: min,
         max_weight: vmax,
@@ -208,12 +211,9 @@ impl View for AttentionView {
         }
         if let Some(r) = worker.poll() {
             if let Ok(img) = &r.outcome {
-                let make = |name: &str, rgba: &[u8]| {
-                    ui.ctx().load_texture(
-                        name,
-                        egui::ColorImage::from_rgba_unmultiplied([img.side, img.side], rgba),
-                        egui::TextureOptions::NEAREST,
-                    )
+                let make = |name: &str, image: &std::sync::Arc<egui::ColorImage>| {
+                    ui.ctx()
+                        .load_texture(name, image.clone(), egui::TextureOptions::NEAREST)
                 };
                 self.textures = Some((
                     make("attn-dense", &img.dense),

@@ -20,11 +20,11 @@ pub const ATROUS_RGB: [u8; 3] = [242, 142, 43];
 /// Colour of cells allowed by both (magenta).
 pub const BOTH_RGB: [u8; 3] = [235, 70, 150];
 /// Block overlay tint of full tiles (green).
-pub const FULL_RGBA: [u8; 4] = [60, 200, 90, 110];
+pub const FULL_RGBA: [u8; 4] = [60, 200, 90, 80];
 /// Block overlay tint of partial tiles (yellow).
-pub const PARTIAL_RGBA: [u8; 4] = [250, 210, 40, 95];
+pub const PARTIAL_RGBA: [u8; 4] = [250, 210, 40, 55];
 /// Block overlay tint of empty tiles (grey-red).
-pub const EMPTY_RGBA: [u8; 4] = [200, 60, 60, 70];
+pub const EMPTY_RGBA: [u8; 4] = [200, 60, 60, 80];
 
 /// Background of mask images (cells with nothing allowed).
 pub fn background(dark: bool) -> [u8; 3] {
@@ -74,6 +74,8 @@ pub struct MaskJob {
 pub struct MaskImage {
     /// RGBA8, row-major, `width × height`.
     pub rgba: Vec<u8>,
+    /// The same pixels as an egui image, made here so the UI thread only hands it to the GPU.
+    pub image: Arc<egui::ColorImage>,
     /// Pixels across.
     pub width: usize,
     /// Pixels down.
@@ -289,6 +291,10 @@ fn same_grid(a: &Raster, b: &Raster) -> bool {
 
 fn image_of(r: &Raster, rgba: Vec<u8>) -> MaskImage {
     MaskImage {
+        image: Arc::new(egui::ColorImage::from_rgba_unmultiplied(
+            [r.width, r.height],
+            &rgba,
+        )),
         rgba,
         width: r.width,
         height: r.height,

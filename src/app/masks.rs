@@ -91,8 +91,7 @@ impl MasksView {
             ] {
                 let Some(img) = img else { continue };
                 keep.push((m.id, layer));
-                let image =
-                    egui::ColorImage::from_rgba_unmultiplied([img.width, img.height], &img.rgba);
+                let image = img.image.clone();
                 let name = format!("mask-{:?}-{:?}", m.id, layer);
                 match self.textures.get_mut(&(m.id, layer)) {
                     Some((tex, rows, cols)) => {
