@@ -106,19 +106,16 @@ fn pow10_label(v: f64) -> String {
     }
 }
 
-/// `2^t` ticks on the n axis.
+/// `2^v` as n on the log₂ n axis (256, 512, 1k, …), blank between integer exponents.
 fn n_label(v: f64) -> String {
-    let n = 10f64.powf(v);
-    let t = n.log2();
-    if (t - t.round()).abs() < 1e-3 && n >= 1.0 {
-        let n = n.round() as u64;
-        if n >= 1024 {
-            format!("{}k", n / 1024)
-        } else {
-            n.to_string()
-        }
+    if (v - v.round()).abs() > 1e-6 || v < 0.0 {
+        return String::new();
+    }
+    let n = 1u64 << (v.round() as u32).min(62);
+    if n >= 1024 {
+        format!("{}k", n / 1024)
     } else {
-        String::new()
+        n.to_string()
     }
 }
 
@@ -375,13 +372,13 @@ impl SweepView {
             .legend(Legend::default().position(egui_plot::Corner::LeftTop))
             .width(width)
             .height(height)
-            .x_axis_label("sequence length n (log)")
+            .x_axis_label("sequence length n (log scale)")
             .y_axis_label("median time, ms (log)")
             .x_axis_formatter(|m, _| n_label(m.value))
             .y_axis_formatter(|m, _| pow10_label(m.value))
             .label_formatter(|_| None)
             .show(ui, |pu| {
-                let mut anchor: Option<[f64; 2]> = None;
+                let mut firsts: Vec<[f64; 2]> = Vec::new();
                 for (t, name) in names.iter().enumerate() {
                     let pts: Vec<[f64; 2]> = self
                         .report
@@ -390,15 +387,11 @@ impl SweepView {
                         .filter_map(|p| {
                             let r = p.results.iter().find(|r| &r.kernel == name)?;
                             (r.skipped.is_none() && r.median_ms > 0.0)
-                                .then(|| [(p.n as f64).log10(), r.median_ms.log10()])
+                                .then(|| [(p.n as f64).log2(), r.median_ms.log10()])
                         })
                         .collect();
                     if let Some(first) = pts.first() {
-                        if anchor.is_none_or(|a| {
-                            first[0] < a[0] || (first[0] == a[0] && first[1] > a[1])
-                        }) {
-                            anchor = Some(*first);
-                        }
+                        firsts.push(*first);
                     }
                     pu.line(
                         Line::new(name.clone(), PlotPoints::new(pts.clone()))
@@ -411,10 +404,15 @@ impl SweepView {
                             .radius(3.5),
                     );
                 }
-                // Guide slopes from the slowest first point: O(n²) rises 2 decades per decade
-                // of n, O(n√n) 1.5, O(n·w) (w fixed) 1.
+                // Guides start at the smallest n, at the mean log time of the kernels there.
+                let x0 = firsts.iter().map(|p| p[0]).fold(f64::INFINITY, f64::min);
+                let at_x0: Vec<f64> = firsts.iter().filter(|p| p[0] == x0).map(|p| p[1]).collect();
+                let anchor = (!at_x0.is_empty())
+                    .then(|| [x0, at_x0.iter().sum::<f64>() / at_x0.len() as f64]);
+                // Guide slopes: O(n²) rises 2 decades per decade
+                // of n, O(n√n) 1.5, O(n·w) (w fixed) 1. x is log₂ n, y is log₁₀ ms.
                 if let (Some(a), Some(last)) = (anchor, self.report.points.last()) {
-                    let x1 = (last.n as f64).log10();
+                    let x1 = (last.n as f64).log2();
                     for (label, slope, style) in [
                         ("O(n²)", 2.0, LineStyle::dashed_loose()),
                         ("O(n√n)", 1.5, LineStyle::dashed_dense()),
@@ -423,7 +421,10 @@ impl SweepView {
                         pu.line(
                             Line::new(
                                 label.to_string(),
-                                PlotPoints::new(vec![a, [x1, a[1] + slope * (x1 - a[0])]]),
+                                PlotPoints::new(vec![
+                                    a,
+                                    [x1, a[1] + slope * (x1 - a[0]) * std::f64::consts::LOG10_2],
+                                ]),
                             )
                             .color(guide)
                             .style(style)
@@ -441,7 +442,7 @@ impl SweepView {
             .legend(Legend::default().position(egui_plot::Corner::LeftTop))
             .width(width)
             .height(height)
-            .x_axis_label("sequence length n (log)")
+            .x_axis_label("sequence length n (log scale)")
             .y_axis_label("FLOPs per head (log)")
             .x_axis_formatter(|m, _| n_label(m.value))
             .y_axis_formatter(|m, _| pow10_label(m.value))
@@ -455,7 +456,7 @@ impl SweepView {
                         .filter_map(|p| {
                             let r = p.results.iter().find(|r| &r.kernel == name)?;
                             (r.flops_executed > 0)
-                                .then(|| [(p.n as f64).log10(), (r.flops_executed as f64).log10()])
+                                .then(|| [(p.n as f64).log2(), (r.flops_executed as f64).log10()])
                         })
                         .collect();
                     pu.line(
@@ -471,7 +472,7 @@ impl SweepView {
                     .filter_map(|p| {
                         let r = p.results.iter().find(|r| r.kernel != "dense")?;
                         (r.flops_useful > 0)
-                            .then(|| [(p.n as f64).log10(), (r.flops_useful as f64).log10()])
+                            .then(|| [(p.n as f64).log2(), (r.flops_useful as f64).log10()])
                     })
                     .collect();
                 pu.line(
