@@ -178,3 +178,37 @@ fn sweep_screenshot_full_range() {
     h.step();
     screenshot(&mut h, "scaling");
 }
+
+#[test]
+fn heatmap_export_writes_the_reach_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_path_buf();
+    let picker: FilePicker = Box::new(move |req| match req {
+        attnscope::app::FileRequest::SaveFile(name) => Some(out.join(name)),
+        _ => None,
+    });
+    let settings = seed_settings("Receptive field");
+    let cmap = settings.colormap;
+    let mut h = Harness::builder()
+        .with_size(egui::vec2(1500.0, 940.0))
+        .wgpu()
+        .allow_missing_glyphs()
+        .build_eframe(move |cc| AttnApp::with_settings(&cc.egui_ctx, settings, picker));
+    h.get_by_role_and_label(egui::accesskit::Role::Slider, "layers L")
+        .set_value_accesskit(1.0);
+    step_until(&mut h, "the heatmap at L = 1", |h| {
+        has_label(h, "after L = 1 layer")
+    });
+    h.get_by_label("Save heatmap PNG").click();
+    let path = dir.path().join("reach.png");
+    step_until(&mut h, "the exported PNG", |h| {
+        path.exists() && has_label(h, "saved")
+    });
+    // n = 64 at the default 1024 px: 16 pixels per cell; layer 1 is the sparse mask itself.
+    let img = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1024, 1024));
+    let cell = |i: u32, j: u32| img.get_pixel(j * 16 + 8, i * 16 + 8).0;
+    assert_eq!(cell(10, 7), cmap.rgb(1.0)); // distance 3: local window
+    assert_eq!(cell(10, 2), cmap.rgb(1.0)); // distance 8: atrous stride
+    assert_eq!(cell(10, 5), cmap.rgb(0.0)); // distance 5: neither
+}

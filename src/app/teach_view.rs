@@ -395,3 +395,58 @@ impl View for TeachView {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(p: PatternParams) -> Pattern {
+        p.build().unwrap()
+    }
+
+    #[test]
+    fn rules_name_the_parameters_and_the_causal_mask() {
+        let sparse = build(
+            PatternParams::new(PatternKind::Sparse, 64)
+                .stride(4)
+                .window(3),
+        );
+        assert_eq!(
+            rule(&sparse),
+            "|i − j| ≤ w  ∨  (i − j) mod k = 0   (k = 4, w = 3)"
+        );
+        let causal = build(
+            PatternParams::new(PatternKind::Local, 64)
+                .window(2)
+                .causal(true),
+        );
+        assert_eq!(rule(&causal), "|i − j| ≤ w   (w = 2)  ∧  j ≤ i");
+        // Strided is causal by definition: no extra clause.
+        let strided = build(PatternParams::new(PatternKind::Strided, 64).stride(8));
+        assert!(!rule(&strided).contains('∧'));
+        for k in PatternKind::ALL {
+            assert!(complexity(k).starts_with("O("));
+        }
+    }
+
+    #[test]
+    fn paragraphs_use_the_current_numbers_and_reach() {
+        let atrous = build(PatternParams::new(PatternKind::Atrous, 64).stride(4));
+        let text = paragraph(&atrous, Some(None));
+        assert!(
+            text.contains("every 4th token") && text.contains("4 groups"),
+            "{text}"
+        );
+        assert!(text.contains("do not connect every pair"), "{text}");
+        let sparse = build(
+            PatternParams::new(PatternKind::Sparse, 64)
+                .stride(4)
+                .window(3),
+        );
+        assert!(paragraph(&sparse, Some(Some(2)))
+            .ends_with("Stacking 2 layers connects every pair of tokens."));
+        assert!(paragraph(&sparse, None).contains("Computing"));
+        let lf = build(PatternParams::new(PatternKind::Longformer, 64).window(2));
+        assert!(paragraph(&lf, None).contains("plain local attention"));
+    }
+}
