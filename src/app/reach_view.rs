@@ -405,6 +405,7 @@ impl ReachView {
             .legend(Legend::default().position(egui_plot::Corner::RightTop))
             .height(height)
             .x_axis_label("stacked layers L")
+            .x_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
             .y_axis_label("pairs reachable (%)")
             .default_x_bounds(0.5, CHART_LAYERS as f64 + 0.5)
             .default_y_bounds(0.0, 135.0)
