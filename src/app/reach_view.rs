@@ -20,8 +20,18 @@ use std::sync::{mpsc, Arc};
 pub const VIEW_LAYERS: usize = 8;
 /// Layers the coverage chart shows.
 pub const CHART_LAYERS: usize = 16;
-/// Full coverage is searched up to this many layers.
+/// Full coverage is searched up to this many layers (n ≤ 16,384).
 pub const FULL_CAP: usize = 64;
+
+/// The full-coverage search cap at length `n`: FULL_CAP, or CHART_LAYERS above n = 16,384 so a
+/// slow-growing pattern (local, small w) does not keep the cores busy for a minute.
+pub fn full_cap(n: usize) -> usize {
+    if n > 16_384 {
+        CHART_LAYERS
+    } else {
+        FULL_CAP
+    }
+}
 /// Resolutions offered for the heatmap PNG, in pixels.
 pub const EXPORT_SIDES: [usize; 5] = [512, 1024, 2048, 4096, 8192];
 
@@ -91,7 +101,7 @@ fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
     let t0 = std::time::Instant::now();
     let opts = ReachOptions {
         layers: VIEW_LAYERS,
-        max_layers: FULL_CAP,
+        max_layers: full_cap(job.params.n),
         raster_side: job.side,
     };
     let report = run(&job.params, &job.schedule, &opts, ctl, 0.0, 1.0);
@@ -115,9 +125,10 @@ fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
 }
 
 fn run_curves(job: CurveJob, ctl: &Job) -> Option<CurveOut> {
+    let n = job.curves.first().map_or(1, |c| c.1.n);
     let opts = ReachOptions {
         layers: CHART_LAYERS,
-        max_layers: FULL_CAP,
+        max_layers: full_cap(n),
         raster_side: 0,
     };
     let k = job.curves.len().max(1) as f32;

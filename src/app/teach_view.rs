@@ -10,9 +10,6 @@ use crate::reach::{compute, ReachOptions};
 use crate::stats::group;
 use egui::RichText;
 
-/// Full coverage is searched up to this many layers in the explain panel.
-pub const EXPLAIN_CAP: usize = 64;
-
 /// Zoom factor of the large-font (projector) mode.
 pub const PROJECTOR_ZOOM: f32 = 1.5;
 
@@ -36,7 +33,7 @@ fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
                 &s,
                 &ReachOptions {
                     layers: 1,
-                    max_layers: EXPLAIN_CAP,
+                    max_layers: super::reach_view::full_cap(job.params.n),
                     raster_side: 0,
                 },
                 ctl.cancel_flag(),
@@ -132,7 +129,10 @@ pub fn paragraph(p: &Pattern, layers_to_full: Option<Option<usize>>) -> String {
              what matters is how fast every earlier token is reached."
                 .to_string()
         }
-        Some(None) => format!("Even {EXPLAIN_CAP} stacked layers do not connect every pair."),
+        Some(None) => format!(
+            "Even {} stacked layers do not connect every pair.",
+            super::reach_view::full_cap(n)
+        ),
         None => "(Computing how many layers connect every pair…)".to_string(),
     };
     let what = match p.kind() {
@@ -347,7 +347,9 @@ impl TeachView {
                     &format!("layers to reach every pair{sched}"),
                     match &full {
                         Some(Ok(Some(l))) => l.to_string(),
-                        Some(Ok(None)) => format!("not within {EXPLAIN_CAP}"),
+                        Some(Ok(None)) => {
+                            format!("not within {}", super::reach_view::full_cap(p.n()))
+                        }
                         Some(Err(e)) => e.clone(),
                         None => "computing…".to_string(),
                     },
