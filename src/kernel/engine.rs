@@ -85,6 +85,18 @@ pub(crate) trait Work {
 
 /// Runs `w` with the best instruction set this CPU has (AVX-512, AVX2+FMA, or portable).
 pub(crate) fn dispatch<W: Work>(w: W) -> W::Out {
+    #[cfg(test)]
+    match FORCE_PATH.load(std::sync::atomic::Ordering::Relaxed) {
+        1 => return w.run::<Plain>(),
+        #[cfg(target_arch = "x86_64")]
+        2 if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma") =>
+        {
+            // SAFETY: the features were detected at run time.
+            return unsafe { run_avx2(w) };
+        }
+        _ => {}
+    }
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f")
@@ -102,6 +114,10 @@ pub(crate) fn dispatch<W: Work>(w: W) -> W::Out {
     }
     w.run::<Plain>()
 }
+
+/// Tests only: 0 = best path, 1 = portable, 2 = AVX2 + FMA without the AVX-512 micro-kernels.
+#[cfg(test)]
+pub(crate) static FORCE_PATH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
 
 /// Name of the code path [`dispatch`] picks on this CPU.
 pub fn simd_path() -> &'static str {

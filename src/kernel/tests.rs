@@ -290,3 +290,19 @@ fn kernel_names_round_trip() {
     }
     assert_eq!(KernelKind::from_name("flash"), None);
 }
+
+#[test]
+fn portable_and_avx2_paths_match_reference() {
+    use std::sync::atomic::Ordering;
+    // Other tests running meanwhile also take the forced path; every path is correct.
+    for path in [1u8, 2] {
+        engine::FORCE_PATH.store(path, Ordering::Relaxed);
+        for (n, d) in [(131, 64), (70, 19)] {
+            let qkv = generate(InputKind::Random { seed: path as u64 }, n, d);
+            for p in patterns(n, 9, 4) {
+                check_all(&p, &qkv, 32);
+            }
+        }
+    }
+    engine::FORCE_PATH.store(0, Ordering::Relaxed);
+}
