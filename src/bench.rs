@@ -102,8 +102,10 @@ pub struct BenchReport {
     pub n: usize,
     /// Head dimension.
     pub d: usize,
-    /// Pattern label, e.g. `sparse(k=64, w=32)`.
+    /// Pattern name as on the command line, e.g. `sparse` (SPEC section 4).
     pub pattern: String,
+    /// Pattern with its parameters, e.g. `sparse(k=64, w=32)`.
+    pub label: String,
     /// Worker threads used.
     pub threads: usize,
     /// One entry per kernel, in the order asked.
@@ -325,7 +327,8 @@ fn bench_in_pool(
     Ok(BenchReport {
         n,
         d,
-        pattern: p.label(),
+        pattern: p.kind().name().to_string(),
+        label: p.label(),
         threads: cfg.threads,
         results,
     })
@@ -355,7 +358,7 @@ fn calibrate(qkv: &Qkv, scale: f32) -> Result<f64, BenchError> {
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!(
         "pattern {}  n = {}  d = {}  threads = {}\n",
-        r.pattern, r.n, r.d, r.threads
+        r.label, r.n, r.d, r.threads
     );
     s.push_str(&format!(
         "{:<9} {:>11} {:>11} {:>10} {:>12} {:>9} {:>10}\n",

@@ -134,6 +134,12 @@ impl Schedule {
         &self.layers[(l.max(1) - 1) % self.layers.len()]
     }
 
+    /// The pattern names of the layers, comma-separated (`sparse`, `dense,local`).
+    pub fn names(&self) -> String {
+        let names: Vec<&str> = self.layers.iter().map(|p| p.kind().name()).collect();
+        names.join(",")
+    }
+
     /// The pattern's label, or `schedule(a | b | …)` for several entries.
     pub fn label(&self) -> String {
         if self.layers.len() == 1 {

@@ -231,7 +231,7 @@ pub fn csv(report: &SweepReport) -> String {
             let fields = [
                 b.n.to_string(),
                 b.d.to_string(),
-                quote(&b.pattern),
+                quote(&b.label),
                 b.threads.to_string(),
                 quote(&r.kernel),
                 num(r.median_ms),
@@ -375,7 +375,7 @@ mod tests {
             SweepError::Cancelled(r) => {
                 let ns: Vec<usize> = r.points.iter().map(|p| p.n).collect();
                 assert_eq!(ns, vec![32, 64]);
-                assert_eq!(r.points[1].pattern, "sparse(k=8, w=8)");
+                assert_eq!(r.points[1].label, "sparse(k=8, w=8)");
             }
             other => panic!("expected cancel, got {other}"),
         }
@@ -391,6 +391,7 @@ mod tests {
                 n: 8,
                 d: 4,
                 pattern: "dense".into(),
+                label: "dense".into(),
                 threads: 2,
                 results: vec![crate::bench::KernelResult {
                     kernel: "dense".into(),

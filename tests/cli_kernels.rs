@@ -205,7 +205,8 @@ fn bench_json_parses() {
     assert_eq!(v["n"], 300);
     assert_eq!(v["d"], 32);
     assert_eq!(v["threads"], 2);
-    assert_eq!(v["pattern"], "sparse(k=16, w=4)");
+    assert_eq!(v["pattern"], "sparse");
+    assert_eq!(v["label"], "sparse(k=16, w=4)");
     let results = v["results"].as_array().unwrap();
     let names: Vec<&str> = results
         .iter()

@@ -33,7 +33,8 @@ fn reach_json_has_the_spec_keys_and_exact_values() {
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("one JSON object");
     assert_eq!(v["n"], 64);
-    assert_eq!(v["pattern"], "sparse(k=4, w=3)");
+    assert_eq!(v["pattern"], "sparse");
+    assert_eq!(v["label"], "sparse(k=4, w=3)");
     let layers = v["layers"].as_array().expect("layers list");
     assert_eq!(layers.len(), 3);
     // Layer 1 is the mask itself: nnz = 1396 (local 436 + atrous 1024 − diagonal 64).
@@ -84,7 +85,8 @@ fn reach_table_and_schedule() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(v["pattern"], "schedule(local(w=2) | dense)");
+    assert_eq!(v["pattern"], "local,dense");
+    assert_eq!(v["label"], "schedule(local(w=2) | dense)");
     assert_eq!(v["layers"][0]["reachable_pairs"], 100 + 2 * 99 + 2 * 98);
     assert_eq!(v["layers"][1]["coverage"], 1.0);
 }
@@ -209,7 +211,8 @@ fn bench_sweep_runs_every_size_and_writes_csv() {
     let ns: Vec<u64> = points.iter().map(|p| p["n"].as_u64().unwrap()).collect();
     assert_eq!(ns, vec![32, 64, 128]);
     // k = w = ⌈√n⌉: 6 at n = 32, 8 at 64, 12 at 128.
-    assert_eq!(points[2]["pattern"], "sparse(k=12, w=12)");
+    assert_eq!(points[2]["pattern"], "sparse");
+    assert_eq!(points[2]["label"], "sparse(k=12, w=12)");
     assert_eq!(points[0]["results"].as_array().unwrap().len(), 2);
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().count(), 1 + 3 * 2);

@@ -143,7 +143,7 @@ impl KernelsView {
                 Event::Finished(r) => self.results.push(r),
                 Event::Done(Ok(report)) => {
                     self.results = report.results;
-                    self.label = report.pattern;
+                    self.label = report.label;
                     self.running = None;
                     self.done = true;
                 }

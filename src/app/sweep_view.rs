@@ -490,9 +490,7 @@ impl SweepView {
         let Some(last) = self.report.points.last() else {
             return;
         };
-        ui.label(
-            RichText::new(format!("largest n so far: {} · {}", last.n, last.pattern)).strong(),
-        );
+        ui.label(RichText::new(format!("largest n so far: {} · {}", last.n, last.label)).strong());
         egui::Grid::new("sweep-last").striped(true).show(ui, |ui| {
             for h in ["kernel", "median ms", "GFLOP/s", "speedup vs dense", "note"] {
                 ui.label(RichText::new(h).strong());

@@ -29,7 +29,10 @@ pub struct ReachArgs {
 #[derive(serde::Serialize)]
 struct ReachJson<'a> {
     n: usize,
+    /// Pattern name(s) as on the command line: `sparse`, or `dense,local` for a schedule.
     pattern: &'a str,
+    /// Pattern with its parameters, e.g. `sparse(k=4, w=3)`.
+    label: &'a str,
     layers: &'a [ReachLayer],
     layers_to_full: Option<usize>,
     max_layers: usize,
@@ -68,9 +71,11 @@ pub fn run(a: ReachArgs) -> Result<(), CliError> {
     let r = reach::compute(&s, &opts, &AtomicBool::new(false), &|_, _| {})
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if a.json {
+        let names = s.names();
         let obj = ReachJson {
             n: r.n,
-            pattern: &r.pattern,
+            pattern: &names,
+            label: &r.pattern,
             layers: &r.layers,
             layers_to_full: r.layers_to_full,
             max_layers: r.max_layers,

@@ -89,7 +89,7 @@ fn table(r: &crate::sweep::SweepReport) -> String {
                         k.gflops_useful,
                         k.speedup_vs_dense
                             .map_or("-".to_string(), |x| format!("{x:.2}x")),
-                        p.pattern
+                        p.label
                     );
                 }
             }
