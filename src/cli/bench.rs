@@ -124,12 +124,5 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         BenchError::Threads { .. } => CliError::Runtime(e.to_string()),
         other => CliError::Usage(other.to_string()),
     })?;
-    if a.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", table(&report));
-    }
-    Ok(())
+    super::print_report(a.json, &report, || table(&report))
 }

@@ -125,6 +125,22 @@ where
     Outcome::Exit(finish(result))
 }
 
+/// Prints `value` as one pretty JSON object (`--json`), or else the human table.
+pub fn print_report<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    table: impl FnOnce() -> String,
+) -> Result<(), CliError> {
+    if json {
+        let text =
+            serde_json::to_string_pretty(value).map_err(|e| CliError::Runtime(e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
+}
+
 /// Prints an error as one `error:` line and turns the result into an exit status.
 pub fn finish(result: Result<(), CliError>) -> ExitCode {
     match result {

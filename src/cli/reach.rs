@@ -70,23 +70,16 @@ pub fn run(a: ReachArgs) -> Result<(), CliError> {
     };
     let r = reach::compute(&s, &opts, &AtomicBool::new(false), &|_, _| {})
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    if a.json {
-        let names = s.names();
-        let obj = ReachJson {
-            n: r.n,
-            pattern: &names,
-            label: &r.pattern,
-            layers: &r.layers,
-            layers_to_full: r.layers_to_full,
-            max_layers: r.max_layers,
-        };
-        let json =
-            serde_json::to_string_pretty(&obj).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", table(&r));
-    }
-    Ok(())
+    let names = s.names();
+    let obj = ReachJson {
+        n: r.n,
+        pattern: &names,
+        label: &r.pattern,
+        layers: &r.layers,
+        layers_to_full: r.layers_to_full,
+        max_layers: r.max_layers,
+    };
+    super::print_report(a.json, &obj, || table(&r))
 }
 
 /// The human-readable table.

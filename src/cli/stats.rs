@@ -25,12 +25,5 @@ pub fn run(a: StatsArgs) -> Result<(), CliError> {
     let block = a.pattern.block()?;
     let p = a.pattern.build()?;
     let s = PatternStats::compute(&p, a.d, block)?;
-    if a.json {
-        let json =
-            serde_json::to_string_pretty(&s).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", s.table());
-    }
-    Ok(())
+    super::print_report(a.json, &s, || s.table())
 }

@@ -58,14 +58,7 @@ pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), Cl
     if let Some(path) = &a.csv {
         crate::sweep::write_csv(&report, path)?;
     }
-    if a.json {
-        let json =
-            serde_json::to_string_pretty(&report).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{json}");
-    } else {
-        print!("{}", table(&report));
-    }
-    Ok(())
+    super::print_report(a.json, &report, || table(&report))
 }
 
 /// One line per (n, kernel).
