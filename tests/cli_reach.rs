@@ -186,8 +186,6 @@ fn bench_sweep_runs_every_size_and_writes_csv() {
         "bench",
         "--pattern",
         "sparse",
-        "--n",
-        "64",
         "--stride",
         "4",
         "--window",
@@ -218,16 +216,47 @@ fn bench_sweep_runs_every_size_and_writes_csv() {
     assert_eq!(text.lines().count(), 1 + 3 * 2);
     assert!(text.starts_with("n,d,pattern,threads,kernel,median_ms"));
 
-    let (code, _, stderr) = attnscope(&[
-        "bench",
-        "--pattern",
-        "dense",
-        "--n",
-        "64",
-        "--sweep",
-        "64..8",
-    ]);
+    let (code, _, stderr) = attnscope(&["bench", "--pattern", "dense", "--sweep", "64..8"]);
     assert_eq!(code, 2);
     assert!(stderr.starts_with("error: --sweep \"64..8\""), "{stderr}");
     assert_eq!(stderr.lines().count(), 1);
+}
+
+#[test]
+fn bench_sweep_and_n_are_one_or_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("sweep.csv");
+    let one_line = |args: &[&str], starts: &str, needle: &str| {
+        let (code, stdout, stderr) = attnscope(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with(starts), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    // Both: the value of --n would be ignored, so it is refused; no CSV is written.
+    one_line(
+        &[
+            "bench",
+            "--pattern",
+            "dense",
+            "--n",
+            "64",
+            "--sweep",
+            "32..64",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+        "error: --n 64 cannot be used with --sweep \"32..64\"",
+        "leave out --n",
+    );
+    assert!(!csv.exists());
+    // Neither: --n is still required without --sweep.
+    one_line(&["bench", "--pattern", "dense"], "error: ", "--n <N>");
+    // A pattern that is invalid at the sweep's sizes fails before any timing (one line only).
+    one_line(
+        &["bench", "--pattern", "local", "--sweep", "16..32"],
+        "error: at n = 16: pattern local needs --window W",
+        "--window",
+    );
 }

@@ -42,6 +42,31 @@ pub struct PatternArgs {
     pub rest: PatternExtras,
 }
 
+/// The PATTERN flags of `bench`: `--n` is required unless `--sweep` gives the sizes, and may not
+/// be given together with it (its value would be ignored).
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchPatternArgs {
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird.
+    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
+    pub pattern: PatternKind,
+    /// Sequence length n (1 to 16777216); leave it out with --sweep, which gives the sizes.
+    #[arg(long, value_name = "N", value_parser = parse_count, required_unless_present = "sweep")]
+    pub n: Option<usize>,
+    #[command(flatten)]
+    pub rest: PatternExtras,
+}
+
+impl BenchPatternArgs {
+    /// The PATTERN flags at length `n` (the `--n` given, or one size of a sweep).
+    pub fn at(&self, n: usize) -> PatternArgs {
+        PatternArgs {
+            pattern: self.pattern,
+            n,
+            rest: self.rest.clone(),
+        }
+    }
+}
+
 /// The optional pattern parameters.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PatternExtras {
@@ -72,6 +97,18 @@ pub struct PatternExtras {
 }
 
 impl PatternExtras {
+    /// The block size for statistics and block kernels (`--block`, default 64), validated.
+    pub fn block(&self) -> Result<usize, CliError> {
+        let b = self.block.unwrap_or(DEFAULT_BLOCK);
+        if b == 0 || b > crate::pattern::MAX_BLOCK {
+            return Err(CliError::Usage(format!(
+                "--block {b} is out of range: expected an integer from 1 to {}",
+                crate::pattern::MAX_BLOCK
+            )));
+        }
+        Ok(b)
+    }
+
     fn apply(&self, mut p: PatternParams) -> PatternParams {
         p.stride = self.stride;
         p.window = self.window;
@@ -93,14 +130,7 @@ impl PatternArgs {
 
     /// The block size for statistics and block kernels (`--block`, default 64), validated.
     pub fn block(&self) -> Result<usize, CliError> {
-        let b = self.rest.block.unwrap_or(DEFAULT_BLOCK);
-        if b == 0 || b > crate::pattern::MAX_BLOCK {
-            return Err(CliError::Usage(format!(
-                "--block {b} is out of range: expected an integer from 1 to {}",
-                crate::pattern::MAX_BLOCK
-            )));
-        }
-        Ok(b)
+        self.rest.block()
     }
 
     /// Validates into a pattern.

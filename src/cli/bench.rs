@@ -1,7 +1,7 @@
 //! `attnscope bench`: time every kernel on a pattern, as a table or one JSON object.
 
 use super::run::parse_kernel;
-use super::{args::PatternArgs, parse_count, CliError};
+use super::{args::BenchPatternArgs, parse_count, CliError};
 use crate::bench::{default_threads, run_bench, table, BenchConfig, BenchError};
 use crate::inputs::{generate, InputKind};
 use crate::kernel::KernelKind;
@@ -11,7 +11,7 @@ use std::sync::atomic::AtomicBool;
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(flatten)]
-    pub pattern: PatternArgs,
+    pub pattern: BenchPatternArgs,
     /// Head dimension d.
     #[arg(long, value_name = "D", default_value = "64", value_parser = parse_count)]
     pub d: usize,
@@ -39,7 +39,8 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Run over a range of n: A..B (doubling from A up to B) or a list A,B,C; replaces --n.
+    /// Run over a range of n: A..B (doubling from A up to B) or a list A,B,C; takes the place
+    /// of --n (give one or the other).
     #[arg(long, value_name = "A..B")]
     pub sweep: Option<String>,
     /// With --sweep: stride = window = ⌈√n⌉ at every n (Sparse Transformer).
@@ -51,8 +52,24 @@ pub struct BenchArgs {
 }
 
 pub fn run(a: BenchArgs) -> Result<(), CliError> {
-    let block = a.pattern.block()?;
-    let p = a.pattern.build()?;
+    // One pattern at --n, or none here: a sweep builds it at each of its sizes.
+    let single = match (a.pattern.n, &a.sweep) {
+        (Some(n), Some(spec)) => {
+            return Err(CliError::Usage(format!(
+                "--n {n} cannot be used with --sweep {spec:?}: the sweep gives the sequence \
+                 lengths; leave out --n (or --sweep to time one length)"
+            )))
+        }
+        (Some(n), None) => Some(a.pattern.at(n).build()?),
+        (None, Some(_)) => None,
+        (None, None) => {
+            return Err(CliError::Usage(format!(
+                "--n is missing: give the sequence length N (1 to {}) or --sweep A..B",
+                crate::pattern::MAX_N
+            )))
+        }
+    };
+    let block = a.pattern.rest.block()?;
     if a.d == 0 || a.d > 4096 {
         return Err(CliError::Usage(format!(
             "--d {} is out of range: expected a head dimension from 1 to 4096",
@@ -77,15 +94,6 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             )));
         }
     }
-    let n = p.n();
-    let elements = n as u64 * a.d as u64;
-    if elements > crate::inputs::MAX_ELEMENTS {
-        return Err(CliError::Usage(format!(
-            "--n {n} with --d {} needs {elements} elements per input; at most {} are accepted",
-            a.d,
-            crate::inputs::MAX_ELEMENTS
-        )));
-    }
     let kind = match a.input.as_str() {
         "structured" => InputKind::Structured { seed: a.input_seed },
         _ => InputKind::Random { seed: a.input_seed },
@@ -102,8 +110,17 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         block,
         dense_budget_ms: a.budget_ms,
     };
-    if a.sweep.is_some() {
+    let Some(p) = single else {
         return super::sweep::run(&a, kind, cfg);
+    };
+    let n = p.n();
+    let elements = n as u64 * a.d as u64;
+    if elements > crate::inputs::MAX_ELEMENTS {
+        return Err(CliError::Usage(format!(
+            "--n {n} with --d {} needs {elements} elements per input; at most {} are accepted",
+            a.d,
+            crate::inputs::MAX_ELEMENTS
+        )));
     }
     let qkv = generate(kind, n, a.d);
     let cancel = AtomicBool::new(false);

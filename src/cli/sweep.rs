@@ -22,7 +22,8 @@ pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), Cl
     }
     let cfg = SweepConfig {
         sizes,
-        params: a.pattern.params(),
+        // `n` is replaced by each size of the sweep (`params_at`).
+        params: a.pattern.at(1).params(),
         scaling: if a.sqrt {
             Scaling::SqrtN
         } else {
@@ -32,6 +33,12 @@ pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), Cl
         input,
         bench,
     };
+    // Every size's pattern is checked before any timing, so a bad flag is the only line printed.
+    for &n in &cfg.sizes {
+        crate::sweep::params_at(&cfg.params, cfg.scaling, n)
+            .build()
+            .map_err(|e| CliError::Usage(format!("at n = {n}: {e}")))?;
+    }
     let verbose = !a.json;
     let report = run_sweep(&cfg, &AtomicBool::new(false), &mut |e| {
         if !verbose {
