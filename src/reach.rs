@@ -31,6 +31,10 @@
 //! A chunk stops early once its state repeats after a full cycle of the schedule (a fixed
 //! point, e.g. atrous after two layers or any full chunk); later layers copy its counts.
 
+mod spec;
+
+pub use spec::{parse_schedule, schedule_from, LayerSpec, ScheduleSpecError};
+
 use crate::pattern::{Pattern, PatternError, PatternKind, Raster};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

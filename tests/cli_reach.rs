@@ -260,3 +260,92 @@ fn bench_sweep_and_n_are_one_or_the_other() {
         "--window",
     );
 }
+
+/// `attnscope reach --pattern local --n 16 --window 5 --schedule LIST` plus `extra`.
+fn reach_16(schedule: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec![
+        "reach",
+        "--pattern",
+        "local",
+        "--n",
+        "16",
+        "--window",
+        "5",
+        "--schedule",
+        schedule,
+    ];
+    args.extend_from_slice(extra);
+    attnscope(&args)
+}
+
+#[test]
+fn reach_schedule_entries_take_their_own_parameters() {
+    // n = 16 has 2·(16 − d) pairs at distance d ≥ 1. local(w=1) then local(w=2) reaches distance
+    // 1, 3, 4, 6 after 1..4 layers: 46, 46 + 28 + 26 = 100, 100 + 24 = 124, 124 + 22 + 20 = 166.
+    // The shared --window 5 must not leak into either entry.
+    let (code, stdout, stderr) = reach_16("local(w=1),local(w=2)", &["--layers", "4", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["pattern"], "local,local");
+    assert_eq!(v["label"], "schedule(local(w=1) | local(w=2))");
+    let pairs: Vec<u64> = v["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reachable_pairs"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pairs, [46, 100, 124, 166]);
+    assert_eq!(v["layers"][1]["coverage"], 100.0 / 256.0);
+
+    // An entry without parameters takes the shared flags: local(w=1) then local(w=5) reaches
+    // distance 6 after two layers.
+    let (code, stdout, stderr) = reach_16("local(w=1), local", &["--layers", "2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("reach of schedule(local(w=1) | local(w=5)), n = 16"),
+        "{stdout}"
+    );
+    let row2: Vec<&str> = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .expect("a row for layer 2")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row2[..2], ["2", "166"], "{stdout}");
+}
+
+#[test]
+fn reach_schedule_bad_entries_exit_2_naming_the_entry() {
+    for (list, needle) in [
+        (
+            "local(w=abc),dense",
+            "\"local(w=abc)\": w=abc is not accepted",
+        ),
+        (
+            "dense,atrous(k=0)",
+            "\"atrous(k=0)\": k=0 is not accepted; expected an integer ≥ 1",
+        ),
+        (
+            "local(x=3)",
+            "\"x\" is not a parameter of local; local takes w (window ≥ 0), causal",
+        ),
+        (
+            "dense(w=2)",
+            "\"dense(w=2)\": \"w\" is not a parameter of dense",
+        ),
+        (
+            "local(w=3,dense",
+            "\"local(w=3,dense\" is malformed (missing ')')",
+        ),
+        ("local:w=64", "\"local:w=64\" is not a pattern"),
+        ("dense,,local", "\"dense,,local\" has an empty entry"),
+        ("atrous", "\"atrous\": pattern atrous needs --stride K"),
+    ] {
+        let (code, stdout, stderr) = reach_16(list, &["--layers", "2"]);
+        assert_eq!(code, 2, "{list}: {stderr}");
+        assert!(stdout.is_empty(), "{list}: {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{list}: {stderr}");
+        assert!(stderr.starts_with("error: --schedule "), "{list}: {stderr}");
+        assert!(stderr.contains(needle), "{list}: {stderr}");
+    }
+}

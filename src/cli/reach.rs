@@ -1,7 +1,6 @@
 //! `attnscope reach`: how much of the sequence each query can see after L stacked layers.
 
 use super::{args::PatternArgs, parse_count, CliError};
-use crate::pattern::{Pattern, PatternKind};
 use crate::reach::{self, ReachLayer, ReachOptions, ReachReport, Schedule};
 use std::sync::atomic::AtomicBool;
 
@@ -13,8 +12,12 @@ pub struct ReachArgs {
     /// Number of stacked layers L (1 to 4096); coverage is printed for l = 1..L.
     #[arg(long, value_name = "L", value_parser = parse_count)]
     pub layers: usize,
-    /// Per-layer pattern names, repeated cyclically (e.g. dense,local for GPT-3); every entry
-    /// takes the other PATTERN flags (n, stride, window, causal, …) and replaces --pattern.
+    /// Per-layer patterns, repeated cyclically, replacing --pattern: e.g. dense,local for
+    /// GPT-3. An entry may give its own parameters in parentheses, as labels print them:
+    /// "local(w=64),dense" or "atrous(k=16),local(w=4, causal)" (quote the list for the
+    /// shell). Keys: local w; atrous k; sparse k, w; strided l; fixed l, c; longformer w, g;
+    /// bigbird b, wb, gb, r, seed; every pattern causal. What an entry leaves out comes from
+    /// the PATTERN flags (--stride, --window, --causal, …); every layer takes --n.
     #[arg(long, value_name = "LIST")]
     pub schedule: Option<String>,
     /// Search for full coverage up to this many layers (default: L).
@@ -38,27 +41,16 @@ struct ReachJson<'a> {
     max_layers: usize,
 }
 
-/// Builds the schedule: the single pattern, or one pattern per `--schedule` entry.
+/// Builds the schedule: the single pattern, or one pattern per `--schedule` entry (its own
+/// parameters over the shared flags).
 fn schedule(a: &ReachArgs) -> Result<Schedule, CliError> {
     a.pattern.block()?;
     let Some(list) = &a.schedule else {
         return Ok(Schedule::single(a.pattern.build()?));
     };
-    let mut layers: Vec<Pattern> = Vec::new();
-    for entry in list.split(',') {
-        let name = entry.trim().to_ascii_lowercase();
-        let kind = PatternKind::from_name(&name).ok_or_else(|| {
-            let names: Vec<_> = PatternKind::ALL.iter().map(|k| k.name()).collect();
-            CliError::Usage(format!(
-                "--schedule entry {entry:?} is not a pattern; expected a comma-separated list of {}",
-                names.join(", ")
-            ))
-        })?;
-        let mut params = a.pattern.params();
-        params.kind = kind;
-        layers.push(params.build()?);
-    }
-    Schedule::new(layers).map_err(|e| CliError::Usage(e.to_string()))
+    let usage = |e: reach::ScheduleSpecError| CliError::Usage(e.to_string());
+    let layers = reach::parse_schedule(list).map_err(usage)?;
+    reach::schedule_from(&layers, &a.pattern.params()).map_err(usage)
 }
 
 pub fn run(a: ReachArgs) -> Result<(), CliError> {
