@@ -1,27 +1,8 @@
 //! The real binary: `stats` and `export` outputs, exit codes and `error:` lines.
 
-use std::process::{Command, Output};
+mod common;
 
-fn attnscope(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_attnscope"))
-        .args(args)
-        .output()
-        .expect("binary runs")
-}
-
-/// Asserts exit status 2 and exactly one stderr line starting with `error:` that mentions `needle`.
-fn usage_error(args: &[&str], needle: &str) {
-    let out = attnscope(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-    assert_eq!(err.lines().count(), 1, "{args:?}: one line, got {err:?}");
-    assert!(err.starts_with("error: "), "{args:?}: {err}");
-    assert!(
-        err.contains(needle),
-        "{args:?}: {err:?} should mention {needle:?}"
-    );
-    assert!(out.stdout.is_empty());
-}
+use common::{assert_error_line, attnscope, usage_error};
 
 #[test]
 fn stats_json_has_the_spec_fields() {
@@ -310,10 +291,8 @@ fn io_failure_exits_1_and_leaves_nothing() {
         "-o",
         missing.to_str().unwrap(),
     ]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let err = assert_error_line(&out, 1, "could not write", "export to a missing folder");
     assert!(err.starts_with("error: could not write"), "{err}");
-    assert_eq!(err.lines().count(), 1);
 }
 
 #[test]

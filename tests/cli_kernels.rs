@@ -6,11 +6,10 @@ use attnscope::inputs::{generate, load_npy, InputKind};
 use attnscope::kernel::{max_rel_err, reference};
 use attnscope::pattern::{PatternKind, PatternParams};
 use std::path::Path;
-use std::process::Command;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_attnscope"))
-}
+mod common;
+
+use common::{assert_error_line, bin, usage_error};
 
 fn write_f64(path: &Path, a: &ndarray::Array2<f32>) {
     let mut b = npy_header("<f8", &[a.nrows(), a.ncols()]);
@@ -167,13 +166,7 @@ fn run_rejects_bad_inputs_without_leaving_files() {
             cmd.args(["--kernel", "csr"]);
         }
         let o = cmd.args(&extra).output().unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(code), "{extra:?}: {err}");
-        assert_eq!(err.lines().count(), 1, "{err}");
-        assert!(
-            err.starts_with("error:") && err.contains(needle),
-            "{extra:?}: {err}"
-        );
+        assert_error_line(&o, code, needle, &extra);
         assert!(!out.exists());
     }
     assert_eq!(
@@ -253,13 +246,8 @@ fn bench_rejects_bad_flags() {
         (vec!["--threads", "0"], "--threads"),
         (vec!["--d", "0"], "--d"),
     ] {
-        let o = bin()
-            .args(["bench", "--pattern", "local", "--n", "64", "--window", "2"])
-            .args(&args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.starts_with("error:") && err.contains(needle), "{err}");
+        let mut all = vec!["bench", "--pattern", "local", "--n", "64", "--window", "2"];
+        all.extend(args);
+        usage_error(&all, needle);
     }
 }

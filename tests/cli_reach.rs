@@ -1,22 +1,12 @@
 //! `attnscope reach` through the real binary: exit codes, JSON keys, values.
 
-use std::process::Command;
+mod common;
 
-fn attnscope(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_attnscope"))
-        .args(args)
-        .output()
-        .expect("run attnscope");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{attnscope_text, usage_error};
 
 #[test]
 fn reach_json_has_the_spec_keys_and_exact_values() {
-    let (code, stdout, stderr) = attnscope(&[
+    let (code, stdout, stderr) = attnscope_text(&[
         "reach",
         "--pattern",
         "sparse",
@@ -50,7 +40,7 @@ fn reach_json_has_the_spec_keys_and_exact_values() {
 
 #[test]
 fn reach_table_and_schedule() {
-    let (code, stdout, _) = attnscope(&[
+    let (code, stdout, _) = attnscope_text(&[
         "reach",
         "--pattern",
         "atrous",
@@ -69,7 +59,7 @@ fn reach_table_and_schedule() {
         "{stdout}"
     );
 
-    let (code, stdout, stderr) = attnscope(&[
+    let (code, stdout, stderr) = attnscope_text(&[
         "reach",
         "--pattern",
         "local",
@@ -93,7 +83,7 @@ fn reach_table_and_schedule() {
 
 #[test]
 fn reach_full_coverage_search_cap() {
-    let (code, stdout, _) = attnscope(&[
+    let (code, stdout, _) = attnscope_text(&[
         "reach",
         "--pattern",
         "local",
@@ -116,33 +106,17 @@ fn reach_full_coverage_search_cap() {
 
 #[test]
 fn reach_bad_input_is_one_error_line_with_exit_2() {
-    for args in [
-        &[
-            "reach",
-            "--pattern",
-            "local",
-            "--n",
-            "64",
-            "--window",
-            "3",
-            "--layers",
-            "0",
-        ][..],
-        &["reach", "--pattern", "local", "--n", "64", "--window", "3"][..],
-        &["reach", "--pattern", "atrous", "--n", "64", "--layers", "2"][..],
-        &[
-            "reach",
-            "--pattern",
-            "local",
-            "--n",
-            "64",
-            "--window",
-            "3",
-            "--layers",
-            "2",
-            "--schedule",
-            "dense,nope",
-        ][..],
+    let local_64 = |extra: &[&'static str]| {
+        let base = ["reach", "--pattern", "local", "--n", "64", "--window", "3"];
+        [&base[..], extra].concat()
+    };
+    usage_error(&local_64(&["--layers", "0"]), "--layers 0");
+    usage_error(&local_64(&[]), "--layers");
+    usage_error(
+        &["reach", "--pattern", "atrous", "--n", "64", "--layers", "2"],
+        "--stride",
+    );
+    usage_error(
         &[
             "reach",
             "--pattern",
@@ -151,38 +125,21 @@ fn reach_bad_input_is_one_error_line_with_exit_2() {
             "300000",
             "--layers",
             "1",
-        ][..],
-    ] {
-        let (code, stdout, stderr) = attnscope(args);
-        assert_eq!(code, 2, "{args:?}: {stderr}");
-        assert!(stdout.is_empty());
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("error: "), "{stderr}");
-    }
-    let (_, _, stderr) = attnscope(&[
-        "reach",
-        "--pattern",
-        "local",
-        "--n",
-        "64",
-        "--window",
-        "3",
-        "--layers",
-        "2",
-        "--schedule",
-        "dense,nope",
-    ]);
-    assert!(
-        stderr.contains("\"nope\"") && stderr.contains("dense, local"),
-        "{stderr}"
+        ],
+        "--n 300000",
     );
+    let err = usage_error(
+        &local_64(&["--layers", "2", "--schedule", "dense,nope"]),
+        "\"nope\"",
+    );
+    assert!(err.contains("dense, local"), "{err}");
 }
 
 #[test]
 fn bench_sweep_runs_every_size_and_writes_csv() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("sweep.csv");
-    let (code, stdout, stderr) = attnscope(&[
+    let (code, stdout, stderr) = attnscope_text(&[
         "bench",
         "--pattern",
         "sparse",
@@ -216,10 +173,11 @@ fn bench_sweep_runs_every_size_and_writes_csv() {
     assert_eq!(text.lines().count(), 1 + 3 * 2);
     assert!(text.starts_with("n,d,pattern,threads,kernel,median_ms"));
 
-    let (code, _, stderr) = attnscope(&["bench", "--pattern", "dense", "--sweep", "64..8"]);
-    assert_eq!(code, 2);
-    assert!(stderr.starts_with("error: --sweep \"64..8\""), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1);
+    let err = usage_error(
+        &["bench", "--pattern", "dense", "--sweep", "64..8"],
+        "is not a size range",
+    );
+    assert!(err.starts_with("error: --sweep \"64..8\""), "{err}");
 }
 
 #[test]
@@ -227,12 +185,8 @@ fn bench_sweep_and_n_are_one_or_the_other() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("sweep.csv");
     let one_line = |args: &[&str], starts: &str, needle: &str| {
-        let (code, stdout, stderr) = attnscope(args);
-        assert_eq!(code, 2, "{args:?}: {stderr}");
-        assert!(stdout.is_empty(), "{args:?}: {stdout}");
-        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.starts_with(starts), "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        let err = usage_error(args, needle);
+        assert!(err.starts_with(starts), "{args:?}: {err}");
     };
     // Both: the value of --n would be ignored, so it is refused; no CSV is written.
     one_line(
@@ -261,8 +215,8 @@ fn bench_sweep_and_n_are_one_or_the_other() {
     );
 }
 
-/// `attnscope reach --pattern local --n 16 --window 5 --schedule LIST` plus `extra`.
-fn reach_16(schedule: &str, extra: &[&str]) -> (i32, String, String) {
+/// `reach --pattern local --n 16 --window 5 --schedule LIST` plus `extra`.
+fn reach_16_args<'a>(schedule: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "reach",
         "--pattern",
@@ -275,7 +229,12 @@ fn reach_16(schedule: &str, extra: &[&str]) -> (i32, String, String) {
         schedule,
     ];
     args.extend_from_slice(extra);
-    attnscope(&args)
+    args
+}
+
+/// Runs `attnscope` with [`reach_16_args`].
+fn reach_16(schedule: &str, extra: &[&str]) -> (i32, String, String) {
+    attnscope_text(&reach_16_args(schedule, extra))
 }
 
 #[test]
@@ -341,11 +300,7 @@ fn reach_schedule_bad_entries_exit_2_naming_the_entry() {
         ("dense,,local", "\"dense,,local\" has an empty entry"),
         ("atrous", "\"atrous\": pattern atrous needs --stride K"),
     ] {
-        let (code, stdout, stderr) = reach_16(list, &["--layers", "2"]);
-        assert_eq!(code, 2, "{list}: {stderr}");
-        assert!(stdout.is_empty(), "{list}: {stdout}");
-        assert_eq!(stderr.lines().count(), 1, "{list}: {stderr}");
-        assert!(stderr.starts_with("error: --schedule "), "{list}: {stderr}");
-        assert!(stderr.contains(needle), "{list}: {stderr}");
+        let err = usage_error(&reach_16_args(list, &["--layers", "2"]), needle);
+        assert!(err.starts_with("error: --schedule "), "{list}: {err}");
     }
 }
