@@ -113,6 +113,7 @@ fn picker_to(dir: &Path) -> FilePicker {
             FileRequest::SaveScreenshot => dir.join("window.png"),
             FileRequest::OpenNpy(which) => dir.join(format!("{which}.npy")),
             FileRequest::SaveFile(name) => dir.join(name),
+            FileRequest::SaveViewPng(_) => dir.join("view.png"),
         })
     })
 }
@@ -562,4 +563,121 @@ fn hovering_explains_a_cell_and_clicking_pins_its_row() {
     h.key_press(egui::Key::Escape);
     h.run_steps(2);
     assert_eq!(h.state().shared.pinned_row, None);
+}
+
+/// The open view saved as PNG `width_px` wide; returns the image and the view's rectangle.
+fn save_view(
+    h: &mut Harness<'static, AttnApp>,
+    dir: &Path,
+    width_px: usize,
+) -> (image::RgbImage, egui::Rect) {
+    h.state_mut().shared.settings.export_view_px = width_px;
+    settle(h);
+    let path = dir.join("view.png");
+    let _ = std::fs::remove_file(&path);
+    h.get_by_label("Save view PNG…").click();
+    wait_for(&path, h);
+    let status = h.state().shared.status.clone().expect("status");
+    assert!(
+        !status.error && status.text.contains("view.png"),
+        "{status:?}"
+    );
+    let rect = h.state().shared.view_rect.expect("view rect");
+    (image::open(&path).expect("png").to_rgb8(), rect)
+}
+
+#[test]
+fn save_view_png_draws_the_masks_at_the_chosen_width() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    settle(&mut h);
+    let (img, view) = save_view(&mut h, dir.path(), 3000);
+    let ppp = 3000.0 / view.width();
+    let matrix = h.state().shared.matrix_rect.expect("matrix rect");
+    assert_eq!(img.width(), 3000);
+    // The empty panel below the statistics is left out; the maps are in.
+    assert!(img.height() < (view.height() * ppp).round() as u32);
+    assert!(img.height() as f32 > (matrix.max.y - view.min.y) * ppp);
+    // The first map is atrous(k = 4): every cell centre has the mask colour or the background.
+    let atrous = PatternParams::new(PatternKind::Atrous, 64)
+        .stride(4)
+        .build()
+        .expect("pattern");
+    let bg = attnscope::app::compute::background(true);
+    let cell = matrix.width() / 64.0;
+    for i in 0..64 {
+        for j in 0..64 {
+            let x = (matrix.min.x - view.min.x + (j as f32 + 0.5) * cell) * ppp;
+            let y = (matrix.min.y - view.min.y + (i as f32 + 0.5) * cell) * ppp;
+            let got = img.get_pixel(x as u32, y as u32).0;
+            let want = if atrous.allows(i, j) {
+                attnscope::app::compute::ATROUS_RGB
+            } else {
+                bg
+            };
+            assert_eq!(got, want, "cell ({i}, {j}) at pixel ({x:.0}, {y:.0})");
+        }
+    }
+}
+
+#[test]
+fn the_cpu_view_png_matches_the_gpu_render_of_the_window() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    settle(&mut h);
+    let view = h.state().shared.view_rect.expect("view rect");
+    let ppp = h.ctx.pixels_per_point();
+    let width = (view.width() * ppp).round() as usize;
+    let (cpu, _) = save_view(&mut h, dir.path(), width);
+    let gpu = h.render().expect("gpu render");
+    let (x0, y0) = (
+        (view.min.x * ppp).round() as u32,
+        (view.min.y * ppp).round() as u32,
+    );
+    let (mut diff, mut far, mut count) = (0u64, 0u64, 0u64);
+    for y in 0..cpu.height().min(gpu.height() - y0) {
+        for x in 0..cpu.width().min(gpu.width() - x0) {
+            let a = cpu.get_pixel(x, y).0;
+            let b = gpu.get_pixel(x0 + x, y0 + y).0;
+            let d = (0..3)
+                .map(|k| a[k].abs_diff(b[k]) as u64)
+                .max()
+                .unwrap_or(0);
+            diff += d;
+            far += u64::from(d > 48);
+            count += 1;
+        }
+    }
+    let mean = diff as f64 / count as f64;
+    let far_share = far as f64 / count as f64;
+    eprintln!(
+        "cpu vs gpu: mean max-channel diff {mean:.3}, {far} of {count} pixels differ by > 48"
+    );
+    assert!(count > 500_000, "compared {count} pixels");
+    assert!(mean < 1.0, "mean difference {mean}");
+    assert!(far_share < 0.002, "{far} pixels differ by more than 48");
+}
+
+#[test]
+fn save_view_png_draws_the_receptive_field_charts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Settings {
+        tab: "Receptive field".into(),
+        ..Settings::default()
+    };
+    let mut h = harness(s, picker_to(dir.path()));
+    settle(&mut h);
+    let (img, view) = save_view(&mut h, dir.path(), 2000);
+    assert_eq!(img.width(), 2000);
+    assert!(img.height() <= (view.height() * 2000.0 / view.width()).round() as u32);
+    // The coverage curves are drawn in the three map colours.
+    let near = |p: [u8; 3], c: [u8; 3]| (0..3).all(|k| p[k].abs_diff(c[k]) <= 6);
+    for c in [
+        attnscope::app::compute::ATROUS_RGB,
+        attnscope::app::compute::LOCAL_RGB,
+        attnscope::app::compute::BOTH_RGB,
+    ] {
+        let n = img.pixels().filter(|p| near(p.0, c)).count();
+        assert!(n > 200, "colour {c:?}: {n} pixels");
+    }
 }

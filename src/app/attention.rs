@@ -211,9 +211,10 @@ impl View for AttentionView {
         }
         if let Some(r) = worker.poll() {
             if let Ok(img) = &r.outcome {
-                let make = |name: &str, image: &std::sync::Arc<egui::ColorImage>| {
-                    ui.ctx()
-                        .load_texture(name, image.clone(), egui::TextureOptions::NEAREST)
+                let mut make = |name: &str, image: &std::sync::Arc<egui::ColorImage>| {
+                    shared
+                        .textures
+                        .load(name, image.clone(), egui::TextureOptions::NEAREST)
                 };
                 self.textures = Some((
                     make("attn-dense", &img.dense),

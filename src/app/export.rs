@@ -1,6 +1,9 @@
 //! The export panel: the selected mask as PNG or `.npy` (written on the `attnscope-export`
-//! thread with [`crate::export::write_mask`]) and a screenshot of the whole window as PNG.
+//! thread with [`crate::export::write_mask`]), the open view as PNG at a chosen width (drawn
+//! offscreen by [`super::offscreen`], painted and written on the same thread) and a screenshot
+//! of the whole window as PNG.
 
+use super::offscreen::{OffscreenFrame, MAX_VIEW_SIDE, MIN_VIEW_WIDTH};
 use super::worker::Worker;
 use super::{FileRequest, Shared};
 use crate::export::PngOptions;
@@ -10,10 +13,49 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 /// One file to write.
-pub struct ExportJob {
-    params: PatternParams,
-    path: PathBuf,
-    opts: PngOptions,
+pub enum ExportJob {
+    /// The selected mask, as PNG or `.npy` by the extension.
+    Mask {
+        /// The pattern.
+        params: PatternParams,
+        /// Where to write.
+        path: PathBuf,
+        /// Scale, colours and grid of a PNG.
+        opts: PngOptions,
+    },
+    /// A view drawn offscreen, to paint and write as PNG.
+    View {
+        /// The tessellated view.
+        frame: Box<OffscreenFrame>,
+        /// Where to write.
+        path: PathBuf,
+        /// The view's title.
+        title: &'static str,
+    },
+}
+
+fn write_job(job: ExportJob) -> Result<String, String> {
+    match job {
+        ExportJob::Mask { params, path, opts } => {
+            let p = params.build().map_err(|e| format!("cannot export: {e}"))?;
+            crate::export::write_mask(&p, &path, opts)
+                .map(|()| format!("saved {} to {}", p.label(), path.display()))
+                .map_err(|e| e.to_string())
+        }
+        ExportJob::View { frame, path, title } => {
+            let (image, report) = frame.paint();
+            save_png(&image, &path)?;
+            let [w, h] = image.size;
+            let mut msg = format!("saved the {title} view ({w}×{h} px) to {}", path.display());
+            if !report.missing_textures.is_empty() {
+                msg += &format!(
+                    " ({} image(s) could not be drawn)",
+                    report.missing_textures.len()
+                );
+            }
+            Ok(msg)
+        }
+    }
 }
 
 /// The export section of the side panel.
@@ -23,21 +65,14 @@ pub struct ExportPanel {
     shots_rx: mpsc::Receiver<Result<String, String>>,
     shot_pending: bool,
     busy_since: Option<std::time::Instant>,
+    view_request: Option<PathBuf>,
 }
 
 impl ExportPanel {
     /// Starts the export thread.
     pub fn new(ctx: &egui::Context) -> Self {
         let worker = Worker::spawn("attnscope-export", Some(ctx.clone()), |j: ExportJob, _| {
-            let p = match j.params.build() {
-                Ok(p) => p,
-                Err(e) => return Some(Err(format!("cannot export: {e}"))),
-            };
-            Some(
-                crate::export::write_mask(&p, &j.path, j.opts)
-                    .map(|()| format!("saved {} to {}", p.label(), j.path.display()))
-                    .map_err(|e| e.to_string()),
-            )
+            Some(write_job(j))
         });
         let (shots_tx, shots_rx) = mpsc::channel();
         Self {
@@ -46,6 +81,7 @@ impl ExportPanel {
             shots_rx,
             shot_pending: false,
             busy_since: None,
+            view_request: None,
         }
     }
 
@@ -74,7 +110,44 @@ impl ExportPanel {
         };
         shared.info(format!("writing {} …", path.display()));
         self.busy_since = Some(std::time::Instant::now());
-        self.worker.submit(ExportJob { params, path, opts });
+        self.worker.submit(ExportJob::Mask { params, path, opts });
+    }
+
+    /// Asks where to save the open view as PNG; the app draws it offscreen after this frame
+    /// and hands it to [`Self::save_view`].
+    pub fn request_view(&mut self, shared: &mut Shared) {
+        let title = shared.settings.tab.clone();
+        let title = super::all_views()
+            .iter()
+            .map(|v| v.title())
+            .find(|t| *t == title)
+            .unwrap_or("Masks");
+        if let Some(path) = (shared.picker)(FileRequest::SaveViewPng(title)) {
+            self.view_request = Some(path);
+        }
+    }
+
+    /// The path of a requested view PNG, once.
+    pub fn take_view_request(&mut self) -> Option<PathBuf> {
+        self.view_request.take()
+    }
+
+    /// Paints and writes a view drawn offscreen, on the export thread.
+    pub fn save_view(
+        &mut self,
+        frame: OffscreenFrame,
+        path: PathBuf,
+        title: &'static str,
+        shared: &mut Shared,
+    ) {
+        let [w, h] = frame.size_px;
+        shared.info(format!("drawing the {title} view at {w}×{h} px …"));
+        self.busy_since = Some(std::time::Instant::now());
+        self.worker.submit(ExportJob::View {
+            frame: Box::new(frame),
+            path,
+            title,
+        });
     }
 
     /// Asks for a path and saves a screenshot of the next frame there.
@@ -137,6 +210,32 @@ impl ExportPanel {
                 self.screenshot(&ui.ctx().clone(), shared);
             }
         });
+        ui.horizontal(|ui| {
+            ui.label("view width")
+                .on_hover_text("Width of the PNG of the open view, in pixels");
+            ui.add(
+                egui::DragValue::new(&mut shared.settings.export_view_px)
+                    .range(MIN_VIEW_WIDTH..=MAX_VIEW_SIDE)
+                    .speed(16)
+                    .suffix(" px"),
+            )
+            .on_hover_text("Width of the PNG of the open view, in pixels");
+            if let Some(r) = shared.view_rect {
+                let x = shared.settings.export_view_px as f32
+                    / (r.width() * ui.ctx().pixels_per_point()).max(1.0);
+                ui.weak(format!("{x:.1}× the screen"));
+            }
+        });
+        if ui
+            .add_enabled(!busy, egui::Button::new("Save view PNG…"))
+            .on_hover_text(
+                "Save the open view (maps, block overlay, charts) as a PNG of the chosen width, \
+                 drawn again at that resolution (Ctrl+Shift+S)",
+            )
+            .clicked()
+        {
+            self.request_view(shared);
+        }
         if busy {
             ui.horizontal(|ui| {
                 ui.spinner();
@@ -167,12 +266,19 @@ impl ExportPanel {
         if self.busy() || ctx.egui_wants_keyboard_input() {
             return;
         }
-        let (save, shot) = ctx.input_mut(|i| {
+        let (view, save, shot) = ctx.input_mut(|i| {
             (
+                i.consume_key(
+                    egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+                    egui::Key::S,
+                ),
                 i.consume_key(egui::Modifiers::COMMAND, egui::Key::S),
                 i.consume_key(egui::Modifiers::NONE, egui::Key::F12),
             )
         });
+        if view {
+            self.request_view(shared);
+        }
         if save {
             self.export_mask(shared, FileRequest::SaveMaskPng);
         }
@@ -184,6 +290,13 @@ impl ExportPanel {
 
 /// Writes an egui screenshot as an RGB PNG (atomically).
 pub fn save_screenshot(image: &egui::ColorImage, path: &std::path::Path) -> Result<String, String> {
+    save_png(image, path)?;
+    let [w, h] = image.size;
+    Ok(format!("saved a {w}×{h} screenshot to {}", path.display()))
+}
+
+/// Writes an egui image as an RGB PNG (atomically).
+fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {
     let [w, h] = image.size;
     let mut rgb = Vec::with_capacity(w * h * 3);
     for c in &image.pixels {
@@ -205,6 +318,5 @@ pub fn save_screenshot(image: &egui::ColorImage, path: &std::path::Path) -> Resu
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         Ok(())
     })
-    .map(|()| format!("saved a {w}×{h} screenshot to {}", path.display()))
     .map_err(|e| e.to_string())
 }

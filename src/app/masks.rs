@@ -75,7 +75,11 @@ fn map_title(m: &MapOut) -> String {
 }
 
 impl MasksView {
-    fn upload(&mut self, ctx: &egui::Context, result: &super::compute::MaskResult) {
+    fn upload(
+        &mut self,
+        store: &mut super::textures::TextureStore,
+        result: &super::compute::MaskResult,
+    ) {
         let ptr = result as *const _ as usize;
         if ptr == self.uploaded {
             return;
@@ -95,12 +99,12 @@ impl MasksView {
                 let name = format!("mask-{:?}-{:?}", m.id, layer);
                 match self.textures.get_mut(&(m.id, layer)) {
                     Some((tex, rows, cols)) => {
-                        tex.set(image, egui::TextureOptions::NEAREST);
+                        store.set(tex, image, egui::TextureOptions::NEAREST);
                         *rows = img.rows.clone();
                         *cols = img.cols.clone();
                     }
                     None => {
-                        let tex = ctx.load_texture(name, image, egui::TextureOptions::NEAREST);
+                        let tex = store.load(&name, image, egui::TextureOptions::NEAREST);
                         self.textures
                             .insert((m.id, layer), (tex, img.rows.clone(), img.cols.clone()));
                     }
@@ -145,9 +149,11 @@ impl MasksView {
         let link = egui::Id::unique("masks-zoom");
         let nf = n as f64;
         let int_fmt = |mark: egui_plot::GridMark, _: &std::ops::RangeInclusive<f64>| {
+            // Tick values come from float steps (9.999999999 for 10): round, then check.
             let v = mark.value;
-            if v.fract().abs() < 1e-9 && v >= 0.0 {
-                format!("{}", v as i64)
+            let r = v.round();
+            if (v - r).abs() <= 1e-6 * r.abs().max(1.0) && r >= 0.0 {
+                format!("{}", r as i64)
             } else {
                 String::new()
             }
@@ -160,9 +166,13 @@ impl MasksView {
             .show_grid(false)
             .width(side)
             .height(side)
-            .x_axis_label("key j")
+            // Integer labels shown from 32 points apart (egui_plot's default of 60 leaves a
+            // 400-point map of 64 tokens with only "0" under it).
+            .custom_x_axes(vec![egui_plot::AxisHints::new_x()
+                .label("key j")
+                .formatter(int_fmt)
+                .label_spacing(32.0..=48.0)])
             .y_axis_label("query i")
-            .x_axis_formatter(int_fmt)
             .y_axis_formatter(int_fmt)
             .default_x_bounds(0.0, nf)
             .default_y_bounds(0.0, nf)
@@ -445,7 +455,7 @@ impl View for MasksView {
             ui.spinner();
             return;
         };
-        self.upload(ui.ctx(), &result);
+        self.upload(&mut shared.textures, &result);
         let n = result.job.maps.first().map_or(1, |(_, p)| p.n).max(1);
         let reset = n != self.shown_n;
         self.shown_n = n;

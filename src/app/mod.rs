@@ -13,10 +13,12 @@ mod controls;
 mod export;
 mod kernels;
 mod masks;
+pub mod offscreen;
 pub mod reach_view;
 pub mod settings;
 pub mod sweep_view;
 pub mod teach_view;
+pub mod textures;
 pub mod worker;
 
 pub use settings::{InputChoice, MapId, Settings, ThemeChoice};
@@ -70,6 +72,8 @@ pub enum FileRequest {
     OpenNpy(&'static str),
     /// Where to save a teaching export; the default file name (its extension sets the filter).
     SaveFile(&'static str),
+    /// Where to save the open view (its title) as PNG.
+    SaveViewPng(&'static str),
 }
 
 /// Picks a file for a request; `None` when the user cancels. Replaceable for tests.
@@ -96,6 +100,13 @@ pub fn native_picker() -> FilePicker {
                 .add_filter("NumPy array", &["npy"])
                 .set_title(format!("Load {which} (.npy, shape (n, d))"))
                 .pick_file(),
+            FileRequest::SaveViewPng(title) => d
+                .add_filter("PNG image", &["png"])
+                .set_file_name(format!(
+                    "attnscope-{}.png",
+                    title.to_lowercase().replace(' ', "-")
+                ))
+                .save_file(),
             FileRequest::SaveFile(name) => {
                 let ext = name.rsplit('.').next().unwrap_or("");
                 d.add_filter(ext.to_uppercase(), &[ext])
@@ -225,6 +236,10 @@ pub struct Shared {
     pub load_error: Option<String>,
     /// Show compute and frame times in the status bar (off for reproducible snapshots).
     pub show_timings: bool,
+    /// The views' textures with their pixels (for "Save view PNG").
+    pub textures: textures::TextureStore,
+    /// Where the open view lies in the window, in points.
+    pub view_rect: Option<egui::Rect>,
 }
 
 impl Shared {
@@ -341,6 +356,8 @@ impl AttnApp {
             loaded: None,
             load_error: None,
             show_timings: true,
+            textures: textures::TextureStore::new(ctx),
+            view_rect: None,
         };
         Self {
             shared,
@@ -485,6 +502,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("1 … 9", "switch view"),
     ("Esc", "unpin the query row"),
     ("Ctrl+S", "save the mask as PNG"),
+    ("Ctrl+Shift+S", "save the open view as PNG"),
     ("F12", "save a screenshot"),
     ("F1", "show this help"),
 ];
@@ -611,18 +629,30 @@ impl eframe::App for AttnApp {
                     self.export.ui(ui, &mut self.shared);
                 });
             });
-        egui::CentralPanel::default().show(ui, |ui| {
-            let tab = self.shared.settings.tab.clone();
-            let idx = self
-                .views
-                .iter()
-                .position(|v| v.title() == tab)
-                .unwrap_or(0);
+        let tab = self.shared.settings.tab.clone();
+        let idx = self
+            .views
+            .iter()
+            .position(|v| v.title() == tab)
+            .unwrap_or(0);
+        let central = egui::CentralPanel::default().show(ui, |ui| {
             if let Some(v) = self.views.get_mut(idx) {
                 v.ui(ui, &mut self.shared);
             }
         });
+        self.shared.view_rect = Some(central.response.rect);
         self.export.after_frame(&ctx, &mut self.shared);
+        if let Some(path) = self.export.take_view_request() {
+            if let Some(v) = self.views.get_mut(idx) {
+                let size = central.response.rect.size();
+                let width = self.shared.settings.export_view_px;
+                let title = v.title();
+                match offscreen::render_view(&ctx, v.as_mut(), &mut self.shared, size, width) {
+                    Ok(frame) => self.export.save_view(frame, path, title, &mut self.shared),
+                    Err(e) => self.shared.error(format!("cannot save the view: {e}")),
+                }
+            }
+        }
         self.help_window(&ctx);
         self.shared.frame_ms = t0.elapsed().as_secs_f64() * 1e3;
     }

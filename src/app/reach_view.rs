@@ -321,7 +321,7 @@ impl ReachView {
             || self.curve_worker.as_ref().is_some_and(|w| w.busy())
     }
 
-    fn heatmap(&mut self, ui: &mut egui::Ui, side: f32) {
+    fn heatmap(&mut self, ui: &mut egui::Ui, side: f32, store: &mut super::textures::TextureStore) {
         let Some(heat) = self.heat.clone() else {
             ui.spinner();
             return;
@@ -343,9 +343,11 @@ impl ReachView {
                 [raster.width, raster.height],
                 &heat.images[l - 1],
             );
-            let tex = ui
-                .ctx()
-                .load_texture("reach-heatmap", img, egui::TextureOptions::NEAREST);
+            let tex = store.load(
+                "reach-heatmap",
+                Arc::new(img),
+                egui::TextureOptions::NEAREST,
+            );
             self.texture = Some((tex, ptr, l));
         }
         let Some((tex, _, _)) = &self.texture else {
@@ -720,7 +722,7 @@ impl View for ReachView {
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(side);
-                self.heatmap(ui, side);
+                self.heatmap(ui, side, &mut shared.textures);
             });
             ui.separator();
             ui.vertical(|ui| {

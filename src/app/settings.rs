@@ -51,6 +51,8 @@ pub struct Settings {
     pub export_scale: u32,
     /// Draw block grid lines in exported PNGs.
     pub export_grid: bool,
+    /// Width of a "Save view PNG" image, pixels.
+    pub export_view_px: usize,
     /// Title of the open view.
     pub tab: String,
     /// Per-layer pattern kinds of the receptive-field view, repeated cyclically (empty: every
@@ -75,6 +77,7 @@ impl Default for Settings {
             theme: ThemeChoice::Dark,
             export_scale: 4,
             export_grid: false,
+            export_view_px: 3840,
             tab: String::new(),
             schedule: Vec::new(),
         }
@@ -240,6 +243,10 @@ impl Settings {
         self.d = self.d.clamp(1, MAX_D);
         self.threads = self.threads.max(1);
         self.export_scale = self.export_scale.clamp(1, 64);
+        self.export_view_px = self.export_view_px.clamp(
+            super::offscreen::MIN_VIEW_WIDTH,
+            super::offscreen::MAX_VIEW_SIDE,
+        );
     }
 }
 

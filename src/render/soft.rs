@@ -33,6 +33,11 @@ impl SoftTextures {
         self.map.insert(id, (image, options));
     }
 
+    /// Adds every texture of `other`, replacing those with the same id.
+    pub fn overlay(&mut self, other: SoftTextures) {
+        self.map.extend(other.map);
+    }
+
     /// Whether texture `id` is known.
     pub fn contains(&self, id: TextureId) -> bool {
         self.map.contains_key(&id)
