@@ -681,3 +681,82 @@ fn save_view_png_draws_the_receptive_field_charts() {
         assert!(n > 200, "colour {c:?}: {n} pixels");
     }
 }
+
+#[test]
+fn save_view_png_redraws_large_masks_one_pixel_per_cell() {
+    // n = 2048 is drawn on screen from a 1024-pixel image (2 × 2 cells a texel); a PNG wide
+    // enough gets the atrous map redrawn with one texel per cell, so every cell is exact.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Settings::default();
+    s.params.n = 2048;
+    s.params.stride = Some(3);
+    s.params.window = Some(5);
+    let mut h = harness(s, picker_to(dir.path()));
+    settle(&mut h);
+    let (img, view) = save_view(&mut h, dir.path(), 8000);
+    let ppp = 8000.0 / view.width();
+    let matrix = h.state().shared.matrix_rect.expect("matrix rect");
+    // Widgets snap to whole pixels at each density, so the map may sit a few pixels away from
+    // where the window has it: find its corners in the PNG. Cells (0, 0) and (2047, 2047) are
+    // orange, and so is nothing outside the map around them.
+    let orange = attnscope::app::compute::ATROUS_RGB;
+    let ex = ((matrix.min.x - view.min.x) * ppp) as i64;
+    let ey = ((matrix.min.y - view.min.y) * ppp) as i64;
+    let side = (matrix.width() * ppp) as i64;
+    let find = |xs: std::ops::Range<i64>, ys: std::ops::Range<i64>, last: bool| {
+        let mut hits = Vec::new();
+        for y in ys.clone() {
+            for x in xs.clone() {
+                if img.get_pixel(x as u32, y as u32).0 == orange {
+                    hits.push((x, y));
+                }
+            }
+        }
+        let xs: Vec<i64> = hits.iter().map(|p| p.0).collect();
+        let ys: Vec<i64> = hits.iter().map(|p| p.1).collect();
+        if last {
+            (
+                *xs.iter().max().expect("corner"),
+                *ys.iter().max().expect("corner"),
+            )
+        } else {
+            (
+                *xs.iter().min().expect("corner"),
+                *ys.iter().min().expect("corner"),
+            )
+        }
+    };
+    let (x0, y0) = find(ex - 12..ex + 4, ey - 12..ey + 4, false);
+    let (x1, y1) = find(
+        ex + side - 4..ex + side + 12,
+        ey + side - 4..ey + side + 12,
+        true,
+    );
+    // Cells are 1–2 pixels wide (2048 texels over ~2200 pixels), so the PNG cannot be read
+    // cell by cell with sub-pixel certainty; but with one texel per cell every pixel is exactly
+    // orange or background, and a third of the cells are orange. From the on-screen image
+    // (2 × 2 cells a texel) most pixels would have an in-between tint.
+    assert!(
+        x1 - x0 > 2048 && y1 - y0 > 2048,
+        "map {x0}..{x1} × {y0}..{y1}"
+    );
+    let bg = attnscope::app::compute::background(true);
+    let (mut orange_px, mut other, mut total) = (0u64, 0u64, 0u64);
+    for y in y0 + 2..y1 - 2 {
+        for x in x0 + 2..x1 - 2 {
+            let p = img.get_pixel(x as u32, y as u32).0;
+            total += 1;
+            if p == orange {
+                orange_px += 1;
+            } else if p != bg {
+                other += 1;
+            }
+        }
+    }
+    assert_eq!(
+        other, 0,
+        "{other} of {total} pixels are neither a cell nor the background"
+    );
+    let share = orange_px as f64 / total as f64;
+    assert!((share - 1.0 / 3.0).abs() < 0.02, "orange share {share}");
+}

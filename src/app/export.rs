@@ -34,17 +34,17 @@ pub enum ExportJob {
     },
 }
 
-fn write_job(job: ExportJob) -> Result<String, String> {
+/// Writes one file on the export thread; `None` when a newer job cancelled it.
+fn write_job(job: ExportJob, ctl: &super::worker::Job) -> Option<Result<String, String>> {
     match job {
-        ExportJob::Mask { params, path, opts } => {
-            let p = params.build().map_err(|e| format!("cannot export: {e}"))?;
-            crate::export::write_mask(&p, &path, opts)
+        ExportJob::Mask { params, path, opts } => Some(match params.build() {
+            Err(e) => Err(format!("cannot export: {e}")),
+            Ok(p) => crate::export::write_mask(&p, &path, opts)
                 .map(|()| format!("saved {} to {}", p.label(), path.display()))
-                .map_err(|e| e.to_string())
-        }
+                .map_err(|e| e.to_string()),
+        }),
         ExportJob::View { frame, path, title } => {
-            let (image, report) = frame.paint();
-            save_png(&image, &path)?;
+            let (image, report) = frame.paint(ctl)?;
             let [w, h] = image.size;
             let mut msg = format!("saved the {title} view ({w}×{h} px) to {}", path.display());
             if !report.missing_textures.is_empty() {
@@ -53,7 +53,7 @@ fn write_job(job: ExportJob) -> Result<String, String> {
                     report.missing_textures.len()
                 );
             }
-            Ok(msg)
+            Some(save_png(&image, &path).map(|()| msg))
         }
     }
 }
@@ -71,9 +71,7 @@ pub struct ExportPanel {
 impl ExportPanel {
     /// Starts the export thread.
     pub fn new(ctx: &egui::Context) -> Self {
-        let worker = Worker::spawn("attnscope-export", Some(ctx.clone()), |j: ExportJob, _| {
-            Some(write_job(j))
-        });
+        let worker = Worker::spawn("attnscope-export", Some(ctx.clone()), write_job);
         let (shots_tx, shots_rx) = mpsc::channel();
         Self {
             worker,

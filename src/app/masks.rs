@@ -441,9 +441,54 @@ fn map_colour(id: MapId) -> Color32 {
     }
 }
 
+/// Largest side of a mask image redrawn for a view PNG, in pixels.
+const MAX_SHARP_SIDE: usize = 8192;
+
 impl View for MasksView {
     fn title(&self) -> &'static str {
         "Masks"
+    }
+
+    /// The maps again at the PNG's pixel density (up to one pixel per cell), so a 4K PNG of
+    /// n = 65,536 is not the on-screen 1024-pixel image scaled up.
+    fn sharper_images(&self, shared: &Shared, scale: f32) -> Option<super::offscreen::Sharpen> {
+        let result = shared.masks.as_ref()?;
+        let n = result.job.maps.first()?.1.n;
+        let side = ((shared.plot_px as f32 * scale).ceil() as usize)
+            .min(n)
+            .min(MAX_SHARP_SIDE);
+        if side <= result.job.side {
+            return None; // the on-screen images already have a pixel per cell, or more
+        }
+        let mut job = result.job.clone();
+        job.side = side;
+        if let Some(r) = &mut job.region {
+            r.width = r.cols.len().min(side);
+            r.height = r.rows.len().min(side);
+        }
+        let ids: HashMap<(MapId, Layer), egui::TextureId> = self
+            .textures
+            .iter()
+            .map(|(key, (tex, _, _))| (*key, tex.id()))
+            .collect();
+        Some(Box::new(move |textures, ctl| {
+            let mut cache = super::compute::MaskCache::default();
+            let Some(sharp) = super::compute::run_mask_job(job, &mut cache, ctl) else {
+                return;
+            };
+            for m in sharp.maps {
+                for (layer, img) in [
+                    (Layer::Full, m.full),
+                    (Layer::Region, m.region),
+                    (Layer::BlocksFull, m.blocks_full),
+                    (Layer::BlocksRegion, m.blocks_region),
+                ] {
+                    if let (Some(img), Some(id)) = (img, ids.get(&(m.id, layer))) {
+                        textures.insert(*id, img.image, egui::TextureOptions::NEAREST);
+                    }
+                }
+            }
+        }))
     }
 
     fn hint(&self) -> &'static str {

@@ -45,6 +45,12 @@ pub trait View {
     fn busy(&self) -> bool {
         false
     }
+    /// For "Save view PNG" at `scale` × the window's pixel density: work that redraws the
+    /// view's images sharper for the PNG (run on the export thread, replacing textures by id).
+    /// `None` when the on-screen images are already exact.
+    fn sharper_images(&self, _shared: &Shared, _scale: f32) -> Option<offscreen::Sharpen> {
+        None
+    }
 }
 
 /// Every view, in tab order (tab `t` has shortcut key `t + 1`).

@@ -8,6 +8,7 @@
 //! images keep the resolution they have on screen, one texel per cell up to n = 1024). The
 //! empty part of the panel below the view's content is left out.
 
+use super::worker::Job;
 use super::{Shared, View};
 use crate::render::soft::{self, PaintReport, SoftTextures};
 use egui::epaint::ClippedPrimitive;
@@ -23,10 +24,15 @@ pub const MIN_VIEW_WIDTH: usize = 256;
 /// previous pass).
 const WARMUP_PASSES: usize = 2;
 
+/// Redraws some of a view's images at the PNG's resolution, replacing textures by id (UVs
+/// are relative, so a larger image of the same region drops in). Runs on the export thread.
+pub type Sharpen = Box<dyn FnOnce(&mut SoftTextures, &Job) + Send>;
+
 /// A view laid out and tessellated offscreen, ready to paint.
 pub struct OffscreenFrame {
     primitives: Vec<ClippedPrimitive>,
     textures: SoftTextures,
+    sharpen: Option<Sharpen>,
     /// Image size in pixels, `[width, height]`.
     pub size_px: [usize; 2],
     /// Pixels per point of the image.
@@ -36,8 +42,16 @@ pub struct OffscreenFrame {
 
 impl OffscreenFrame {
     /// Paints the frame on the CPU (the slow part: run it off the UI thread), leaving out the
-    /// empty rows of the panel below the content (keeping a margin of 8 points).
-    pub fn paint(&self) -> (ColorImage, PaintReport) {
+    /// empty rows of the panel below the content (keeping a margin of 8 points). Images are
+    /// first redrawn at the PNG's resolution where the view offers it; `None` when `ctl` is
+    /// cancelled meanwhile.
+    pub fn paint(mut self, ctl: &Job) -> Option<(ColorImage, PaintReport)> {
+        if let Some(sharpen) = self.sharpen.take() {
+            sharpen(&mut self.textures, ctl);
+        }
+        if ctl.cancelled() {
+            return None;
+        }
         let (image, report) = soft::paint(
             &self.primitives,
             &self.textures,
@@ -55,10 +69,10 @@ impl OffscreenFrame {
         let margin = (8.0 * self.pixels_per_point).round() as usize;
         let keep = (h - empty + margin).min(h).max(1);
         if keep == h {
-            return (image, report);
+            return Some((image, report));
         }
         let pixels = image.pixels[..keep * w].to_vec();
-        (ColorImage::new([w, keep], pixels), report)
+        Some((ColorImage::new([w, keep], pixels), report))
     }
 }
 
@@ -138,11 +152,13 @@ pub fn render_view(
     let out = last.ok_or("the view was not drawn")?;
     // The offscreen context owns only its font atlas; every other image is the window's.
     textures.overlay(shared.textures.soft_textures());
+    let sharpen = view.sharper_images(shared, ppp / main.pixels_per_point());
     let clear = ctx.global_style().visuals.panel_fill;
     let primitives = ctx.tessellate(out.shapes, out.pixels_per_point);
     Ok(OffscreenFrame {
         primitives,
         textures,
+        sharpen,
         size_px,
         pixels_per_point: out.pixels_per_point,
         clear,
