@@ -352,3 +352,77 @@ fn help_and_version_exit_0() {
     assert!(attnscope(&["--version"]).status.success());
     assert!(attnscope(&["export", "--help"]).status.success());
 }
+
+/// `reach … --layers 4096`: a table of about 160 kB (300 kB with `--json`), more than a pipe
+/// buffer holds, so the binary is still writing when the reader goes away.
+const LONG_OUTPUT: [&str; 11] = [
+    "reach",
+    "--pattern",
+    "sparse",
+    "--n",
+    "64",
+    "--stride",
+    "4",
+    "--window",
+    "3",
+    "--layers",
+    "4096",
+];
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // Like `attnscope reach … --json | head -2`: read two lines, then close the pipe.
+    let mut child = common::bin()
+        .args(LONG_OUTPUT)
+        .arg("--json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("binary runs");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "{");
+    assert_eq!(lines.next().unwrap().unwrap(), "  \"n\": 64,");
+    drop(lines);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(err, "");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    // Closed before the first byte: the same quiet success, for the table as for JSON.
+    for json in [true, false] {
+        let mut child = common::bin()
+            .args(LONG_OUTPUT)
+            .args(json.then_some("--json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "json {json}: {err}");
+        assert_eq!(out.status.code(), Some(0), "json {json}: {err}");
+    }
+}
+
+#[test]
+#[cfg(target_os = "linux")]
+fn a_failed_write_to_stdout_exits_1_with_one_error_line() {
+    // /dev/full refuses every write with ENOSPC: a run-time failure, not a closed reader.
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return;
+    };
+    let out = common::bin()
+        .args(LONG_OUTPUT)
+        .stdout(full)
+        .output()
+        .expect("binary runs");
+    assert_error_line(
+        &out,
+        1,
+        "could not write the output to stdout",
+        "stdout = /dev/full",
+    );
+}

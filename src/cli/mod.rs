@@ -125,20 +125,36 @@ where
     Outcome::Exit(finish(result))
 }
 
-/// Prints `value` as one pretty JSON object (`--json`), or else the human table.
+/// Prints `value` as one pretty JSON object (`--json`), or else the human table, on stdout
+/// (see [`write_output`] for what happens when stdout is closed).
 pub fn print_report<T: serde::Serialize>(
     json: bool,
     value: &T,
     table: impl FnOnce() -> String,
 ) -> Result<(), CliError> {
-    if json {
-        let text =
+    let text = if json {
+        let mut text =
             serde_json::to_string_pretty(value).map_err(|e| CliError::Runtime(e.to_string()))?;
-        println!("{text}");
+        text.push('\n');
+        text
     } else {
-        print!("{}", table());
+        table()
+    };
+    write_output(&mut std::io::stdout().lock(), &text)
+}
+
+/// Writes `text` to `out` (the locked stdout) and flushes it. A reader that went away early
+/// (`attnscope … | head -2`: the pipe is closed, `BrokenPipe`) ends the output quietly as a
+/// success, like `git log | head`; any other write error (a full disk, a closed descriptor) is a
+/// run-time error, exit 1.
+pub fn write_output(out: &mut impl std::io::Write, text: &str) -> Result<(), CliError> {
+    match write!(out, "{text}").and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Runtime(format!(
+            "could not write the output to stdout: {e}"
+        ))),
     }
-    Ok(())
 }
 
 /// Prints an error as one `error:` line and turns the result into an exit status.
@@ -183,5 +199,61 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             eprintln!("error: {first}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{self, Write};
+
+    /// A writer whose every write fails with `kind` (after `accept` bytes went through).
+    struct Failing {
+        kind: io::ErrorKind,
+        accept: usize,
+        written: Vec<u8>,
+    }
+
+    impl Write for Failing {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.accept - self.written.len();
+            if room == 0 {
+                return Err(io::Error::from(self.kind));
+            }
+            let n = room.min(buf.len());
+            self.written.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_closed_pipe_is_a_quiet_success_other_write_errors_exit_1() {
+        let text = "line 1\nline 2\nline 3\n";
+        let mut pipe = Failing {
+            kind: io::ErrorKind::BrokenPipe,
+            accept: 7,
+            written: Vec::new(),
+        };
+        assert!(write_output(&mut pipe, text).is_ok());
+        assert_eq!(pipe.written, b"line 1\n");
+        let mut full = Failing {
+            kind: io::ErrorKind::StorageFull,
+            accept: 0,
+            written: Vec::new(),
+        };
+        let e = write_output(&mut full, text).unwrap_err();
+        assert_eq!(e.exit_code(), 1);
+        assert!(
+            e.message()
+                .starts_with("could not write the output to stdout"),
+            "{}",
+            e.message()
+        );
+        let mut ok = Vec::new();
+        assert!(write_output(&mut ok, text).is_ok());
+        assert_eq!(ok, text.as_bytes());
     }
 }
