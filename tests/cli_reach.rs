@@ -61,8 +61,6 @@ fn reach_table_and_schedule() {
 
     let (code, stdout, stderr) = attnscope_text(&[
         "reach",
-        "--pattern",
-        "local",
         "--n",
         "100",
         "--window",
@@ -129,7 +127,15 @@ fn reach_bad_input_is_one_error_line_with_exit_2() {
         "--n 300000",
     );
     let err = usage_error(
-        &local_64(&["--layers", "2", "--schedule", "dense,nope"]),
+        &[
+            "reach",
+            "--n",
+            "64",
+            "--layers",
+            "2",
+            "--schedule",
+            "dense,nope",
+        ],
         "\"nope\"",
     );
     assert!(err.contains("dense, local"), "{err}");
@@ -215,12 +221,10 @@ fn bench_sweep_and_n_are_one_or_the_other() {
     );
 }
 
-/// `reach --pattern local --n 16 --window 5 --schedule LIST` plus `extra`.
+/// `reach --n 16 --window 5 --schedule LIST` plus `extra`.
 fn reach_16_args<'a>(schedule: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "reach",
-        "--pattern",
-        "local",
         "--n",
         "16",
         "--window",
@@ -303,4 +307,36 @@ fn reach_schedule_bad_entries_exit_2_naming_the_entry() {
         let err = usage_error(&reach_16_args(list, &["--layers", "2"]), needle);
         assert!(err.starts_with("error: --schedule "), "{list}: {err}");
     }
+}
+
+#[test]
+fn reach_schedule_and_pattern_are_one_or_the_other() {
+    // Both: every layer's pattern comes from the schedule, so --pattern would be ignored.
+    let err = usage_error(
+        &reach_16_args("dense,local", &["--pattern", "atrous", "--layers", "2"]),
+        "leave out --pattern",
+    );
+    assert!(
+        err.starts_with("error: --pattern atrous cannot be used with --schedule \"dense,local\""),
+        "{err}"
+    );
+    // Neither: the message points to both ways of giving the pattern.
+    let err = usage_error(
+        &["reach", "--n", "16", "--window", "5", "--layers", "2"],
+        "--pattern is missing",
+    );
+    assert!(err.contains("--schedule LIST"), "{err}");
+    // --n is still needed with a schedule.
+    usage_error(
+        &["reach", "--schedule", "dense", "--layers", "1"],
+        "--n <N>",
+    );
+    // The schedule alone: dense then local(w=5) at n = 16 reaches every pair in one layer.
+    let (code, stdout, stderr) = reach_16("dense,local", &["--layers", "2", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["pattern"], "dense,local");
+    assert_eq!(v["label"], "schedule(dense | local(w=5))");
+    assert_eq!(v["layers"][0]["reachable_pairs"], 256);
+    assert_eq!(v["layers_to_full"], 1);
 }

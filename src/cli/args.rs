@@ -67,6 +67,34 @@ impl BenchPatternArgs {
     }
 }
 
+/// The PATTERN flags of `reach`: `--pattern` is required unless `--schedule` gives every layer's
+/// pattern, and may not be given together with it (its value would be ignored); `--n` and the
+/// other flags are shared by every layer of a schedule. `reach` checks the pair itself, so that
+/// a missing `--pattern` can point to `--schedule`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReachPatternArgs {
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird; leave it out
+    /// with --schedule, which gives each layer's pattern.
+    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
+    pub pattern: Option<PatternKind>,
+    /// Sequence length n (1 to 16777216), of every layer.
+    #[arg(long, value_name = "N", value_parser = parse_count)]
+    pub n: usize,
+    #[command(flatten)]
+    pub rest: PatternExtras,
+}
+
+impl ReachPatternArgs {
+    /// The PATTERN flags of pattern `kind` (the `--pattern` given, or a schedule entry's).
+    pub fn with_kind(&self, kind: PatternKind) -> PatternArgs {
+        PatternArgs {
+            pattern: kind,
+            n: self.n,
+            rest: self.rest.clone(),
+        }
+    }
+}
+
 /// The optional pattern parameters.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct PatternExtras {

@@ -1,6 +1,7 @@
 //! `attnscope reach`: how much of the sequence each query can see after L stacked layers.
 
-use super::{args::PatternArgs, parse_count, CliError};
+use super::{args::ReachPatternArgs, parse_count, CliError};
+use crate::pattern::PatternKind;
 use crate::reach::{self, ReachLayer, ReachOptions, ReachReport, Schedule};
 use std::sync::atomic::AtomicBool;
 
@@ -8,12 +9,12 @@ use std::sync::atomic::AtomicBool;
 #[derive(Debug, clap::Args)]
 pub struct ReachArgs {
     #[command(flatten)]
-    pub pattern: PatternArgs,
+    pub pattern: ReachPatternArgs,
     /// Number of stacked layers L (1 to 4096); coverage is printed for l = 1..L.
     #[arg(long, value_name = "L", value_parser = parse_count)]
     pub layers: usize,
-    /// Per-layer patterns, repeated cyclically, replacing --pattern: e.g. dense,local for
-    /// GPT-3. An entry may give its own parameters in parentheses, as labels print them:
+    /// Per-layer patterns, repeated cyclically, in place of --pattern (give one or the other):
+    /// e.g. dense,local for GPT-3. An entry may give its own parameters in parentheses, as labels print them:
     /// "local(w=64),dense" or "atrous(k=16),local(w=4, causal)" (quote the list for the
     /// shell). Keys: local w; atrous k; sparse k, w; strided l; fixed l, c; longformer w, g;
     /// bigbird b, wb, gb, r, seed; every pattern causal. What an entry leaves out comes from
@@ -41,16 +42,31 @@ struct ReachJson<'a> {
     max_layers: usize,
 }
 
-/// Builds the schedule: the single pattern, or one pattern per `--schedule` entry (its own
-/// parameters over the shared flags).
+/// Builds the schedule: the single `--pattern`, or one pattern per `--schedule` entry (its own
+/// parameters over the shared flags). Exactly one of the two must be given.
 fn schedule(a: &ReachArgs) -> Result<Schedule, CliError> {
-    a.pattern.block()?;
-    let Some(list) = &a.schedule else {
-        return Ok(Schedule::single(a.pattern.build()?));
-    };
+    a.pattern.rest.block()?;
+    let list =
+        match (a.pattern.pattern, &a.schedule) {
+            (Some(kind), Some(list)) => {
+                return Err(CliError::Usage(format!(
+                    "--pattern {kind} cannot be used with --schedule {list:?}: the schedule gives \
+                 every layer's pattern; leave out --pattern (or --schedule to stack one pattern)"
+                )))
+            }
+            (Some(kind), None) => return Ok(Schedule::single(a.pattern.with_kind(kind).build()?)),
+            (None, Some(list)) => list,
+            (None, None) => return Err(CliError::Usage(
+                "--pattern is missing: give the pattern NAME of every layer, or --schedule LIST \
+                 with one pattern per layer"
+                    .into(),
+            )),
+        };
     let usage = |e: reach::ScheduleSpecError| CliError::Usage(e.to_string());
     let layers = reach::parse_schedule(list).map_err(usage)?;
-    reach::schedule_from(&layers, &a.pattern.params()).map_err(usage)
+    // Every entry names its pattern; the kind here is replaced layer by layer.
+    let shared = a.pattern.with_kind(PatternKind::Dense).params();
+    reach::schedule_from(&layers, &shared).map_err(usage)
 }
 
 pub fn run(a: ReachArgs) -> Result<(), CliError> {
