@@ -1,11 +1,11 @@
 //! Presets: one click (or one name) sets every pattern control, with a caption for class.
 //!
-//! Each preset is plain data: pattern parameters, an optional per-layer schedule (pattern
-//! kinds, each taking the same parameters, repeated cyclically like [`crate::reach::Schedule`])
-//! and a one-sentence caption.
+//! Each preset is plain data: pattern parameters, an optional per-layer schedule (a list as
+//! `attnscope reach --schedule` takes it, e.g. `dense,local(w=128)`, repeated cyclically like
+//! [`crate::reach::Schedule`]) and a one-sentence caption.
 
 use crate::pattern::{Pattern, PatternError, PatternKind, PatternParams};
-use crate::reach::{ReachError, Schedule};
+use crate::reach::{parse_schedule, schedule_from, LayerSpec, Schedule, ScheduleSpecError};
 
 /// A named set of pattern settings with a caption.
 #[derive(Clone, Debug, PartialEq)]
@@ -18,8 +18,9 @@ pub struct Preset {
     pub caption: &'static str,
     /// The pattern settings.
     pub params: PatternParams,
-    /// Per-layer pattern kinds for the receptive-field view (None = every layer uses `params`).
-    pub schedule: Option<Vec<PatternKind>>,
+    /// Per-layer patterns for the receptive-field view, written as a `reach --schedule` list;
+    /// what an entry leaves out comes from `params` (None = every layer uses `params`).
+    pub schedule: Option<&'static str>,
 }
 
 impl Preset {
@@ -28,30 +29,30 @@ impl Preset {
         self.params.build()
     }
 
-    /// The layer schedule: one entry per kind of `schedule`, or the single pattern.
-    pub fn layer_schedule(&self) -> Result<Schedule, ReachError> {
-        schedule_of(&self.params, self.schedule.as_deref())
+    /// The layers of `schedule` (empty without one).
+    pub fn layers(&self) -> Result<Vec<LayerSpec>, ScheduleSpecError> {
+        self.schedule.map_or(Ok(Vec::new()), parse_schedule)
+    }
+
+    /// The layer schedule: one entry per layer of `schedule`, or the single pattern.
+    pub fn layer_schedule(&self) -> Result<Schedule, ScheduleSpecError> {
+        schedule_of(&self.params, &self.layers()?)
     }
 }
 
-/// The schedule of `kinds` (each with `params`' other settings), or `params` alone.
+/// The schedule of `layers`, each on top of `params` exactly as `reach --schedule` builds it
+/// ([`schedule_from`]), or `params` alone when `layers` is empty.
 pub fn schedule_of(
     params: &PatternParams,
-    kinds: Option<&[PatternKind]>,
-) -> Result<Schedule, ReachError> {
-    match kinds {
-        None | Some([]) => Ok(Schedule::single(params.build()?)),
-        Some(kinds) => Schedule::new(
-            kinds
-                .iter()
-                .map(|&kind| {
-                    let mut p = params.clone();
-                    p.kind = kind;
-                    p.build()
-                })
-                .collect::<Result<_, _>>()?,
-        ),
+    layers: &[LayerSpec],
+) -> Result<Schedule, ScheduleSpecError> {
+    if layers.is_empty() {
+        let p = params
+            .build()
+            .map_err(|e| ScheduleSpecError::Schedule(e.into()))?;
+        return Ok(Schedule::single(p));
     }
+    schedule_from(layers, params)
 }
 
 /// The Sparse Transformer's stride and window for length `n`: k = w = ⌈√n⌉ (64 at n = 4096).
@@ -186,7 +187,9 @@ pub fn all() -> Vec<Preset> {
                       n = 2048, causal band of 128: the banded layers are cheap and every dense \
                       layer restores full (causal) reach.",
             params: p(K::Local, 2048).window(128).causal(true),
-            schedule: Some(vec![K::Dense, K::Local]),
+            // The band carries its own w, so the schedule reads as the layers GPT-3 stacks
+            // (and pastes into `reach --schedule`) whatever the shared window is set to.
+            schedule: Some("dense,local(w=128)"),
         },
     ]
 }
@@ -276,6 +279,7 @@ mod tests {
         assert_eq!(s.pattern_for(1).kind(), PatternKind::Dense);
         assert!(s.pattern_for(1).is_causal());
         assert_eq!(s.pattern_for(2).kind(), PatternKind::Local);
+        assert_eq!(s.label(), "schedule(dense(causal) | local(w=128, causal))");
         assert_eq!(s.pattern_for(3).kind(), PatternKind::Dense);
         // One causal dense layer already reaches every past token.
         let r = compute(

@@ -33,7 +33,7 @@
 
 mod spec;
 
-pub use spec::{parse_schedule, schedule_from, LayerSpec, ScheduleSpecError};
+pub use spec::{parse_schedule, schedule_from, stride_window_keys, LayerSpec, ScheduleSpecError};
 
 use crate::pattern::{Pattern, PatternError, PatternKind, Raster};
 use rayon::prelude::*;

@@ -2,7 +2,9 @@
 //! slider, a preset click, the sweep's cancel. With `ATTNSCOPE_SCREENSHOTS=1` they also save
 //! `screenshots/*.png`.
 
+use attnscope::app::settings::{schedule_list, ScheduleRow};
 use attnscope::app::{AttnApp, FilePicker, Settings};
+use attnscope::pattern::{PatternKind, PatternParams};
 use egui_kittest::kittest::Queryable;
 use egui_kittest::Harness;
 use std::time::{Duration, Instant};
@@ -82,10 +84,9 @@ fn reach_slider_changes_the_layer_shown() {
 fn preset_click_sets_every_control() {
     // Start far from the preset: Longformer at n = 4096.
     let mut settings = seed_settings("Teach");
-    settings.params =
-        attnscope::pattern::PatternParams::new(attnscope::pattern::PatternKind::Longformer, 4096)
-            .window(9)
-            .global(1);
+    settings.params = PatternParams::new(PatternKind::Longformer, 4096)
+        .window(9)
+        .global(1);
     let mut h = harness(settings);
     h.run_steps(3);
     h.get_by_label("Seed: sparse").click();
@@ -100,18 +101,20 @@ fn preset_click_sets_every_control() {
     h.get_by_label("GPT-3: dense / banded").click();
     h.run_steps(2);
     let s = &h.state().shared.settings;
-    assert_eq!(s.params.kind, attnscope::pattern::PatternKind::Local);
+    assert_eq!(s.params.kind, PatternKind::Local);
     assert_eq!(
         (s.params.n, s.params.window, s.params.causal),
         (2048, Some(128), true)
     );
+    // Dense, then the band with its own w = 128: the list `reach --schedule` takes.
     assert_eq!(
-        s.schedule,
-        vec![
-            attnscope::pattern::PatternKind::Dense,
-            attnscope::pattern::PatternKind::Local
-        ]
+        schedule_list(&s.schedule),
+        "dense,local(w=128)",
+        "{:?}",
+        s.schedule
     );
+    // …and counts as the active preset (its caption is shown).
+    assert!(has_label(&h, "GPT-3 (Brown et al. 2020) alternates"));
     h.get_by_label("Seed: sparse").click();
     step_until(&mut h, "layers to full", |h| {
         has_label(h, "Stacking 2 layers connects every pair")
@@ -211,4 +214,68 @@ fn heatmap_export_writes_the_reach_cells() {
     assert_eq!(cell(10, 7), cmap.rgb(1.0)); // distance 3: local window
     assert_eq!(cell(10, 2), cmap.rgb(1.0)); // distance 8: atrous stride
     assert_eq!(cell(10, 5), cmap.rgb(0.0)); // distance 5: neither
+}
+
+/// Reachable pairs after `layers` layers of the `reach --schedule` list `list` over `shared`,
+/// from the library (what `attnscope reach --schedule LIST` prints).
+fn cli_pairs(list: &str, shared: &PatternParams, layers: usize) -> u64 {
+    let specs = attnscope::reach::parse_schedule(list).unwrap();
+    let s = attnscope::reach::schedule_from(&specs, shared).unwrap();
+    let r = attnscope::reach::compute(
+        &s,
+        &attnscope::reach::ReachOptions::new(layers),
+        &std::sync::atomic::AtomicBool::new(false),
+        &|_, _| {},
+    )
+    .unwrap();
+    r.layers[layers - 1].reachable_pairs
+}
+
+#[test]
+fn schedule_row_with_its_own_window_matches_the_cli() {
+    // Two local layers at n = 64 that take the controls' w = 3; the heatmap shows L = 2.
+    let shared = PatternParams::new(PatternKind::Local, 64).window(3);
+    let mut settings = seed_settings("Receptive field");
+    settings.params = shared.clone();
+    settings.schedule = vec![
+        ScheduleRow::shared(PatternKind::Local),
+        ScheduleRow::shared(PatternKind::Local),
+    ];
+    let mut h = harness(settings);
+    // Distance ≤ 6 after two layers: 64 + 2·(63 + … + 58) = 790.
+    let before = cli_pairs("local,local", &shared, 2);
+    assert_eq!(before, 790);
+    step_until(&mut h, "the heatmap of the shared w", |h| {
+        has_label(
+            h,
+            &format!("after L = 2 layers: {before} of 4,096 pairs reachable"),
+        )
+    });
+    // Layer 1 gets its own w = 1 through the editor.
+    h.get_by_label("layer 1 own w").click();
+    h.run_steps(2);
+    h.get_by_label("layer 1 w").set_value_accesskit(1.0);
+    h.run_steps(2);
+    assert_eq!(
+        schedule_list(&h.state().shared.settings.schedule),
+        "local(w=1),local"
+    );
+    // What `attnscope reach --n 64 --window 3 --schedule "local(w=1),local"` gives: distance
+    // ≤ 4, 64 + 2·(63 + 62 + 61 + 60) = 556.
+    let after = cli_pairs("local(w=1),local", &shared, 2);
+    assert_eq!(after, 556);
+    step_until(&mut h, "the heatmap of the row's own w", |h| {
+        has_label(
+            h,
+            &format!("after L = 2 layers: {after} of 4,096 pairs reachable"),
+        )
+    });
+    // The chart's schedule curve and the CLI line name the row's own w; layer 2 still follows
+    // the controls.
+    step_until(&mut h, "the schedule curve", |h| {
+        has_label(h, "schedule local(w=1) / local")
+    });
+    assert!(has_label(&h, "--schedule \"local(w=1),local\""));
+    assert!(h.query_by_label("layer 2 w").is_none());
+    screenshot(&mut h, "receptive-field-schedule");
 }

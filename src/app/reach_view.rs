@@ -6,11 +6,12 @@
 //! exports. All numbers come from [`crate::reach::compute`] on two named worker threads.
 
 use super::compute::{ATROUS_RGB, BOTH_RGB, LOCAL_RGB};
+use super::settings::{schedule_list, OwnStrideWindow, ScheduleRow};
 use super::worker::{Job, Worker};
 use super::{FileRequest, Shared, View};
 use crate::pattern::{PatternKind, PatternParams};
 use crate::presets::schedule_of;
-use crate::reach::{compute, ReachOptions, ReachReport};
+use crate::reach::{compute, stride_window_keys, LayerSpec, ReachOptions, ReachReport};
 use crate::render::{raster_rgba, Colormap};
 use egui::{Color32, RichText};
 use egui_plot::{Legend, Line, Plot, PlotImage, PlotPoint, PlotPoints, VLine};
@@ -40,8 +41,8 @@ pub const EXPORT_SIDES: [usize; 5] = [512, 1024, 2048, 4096, 8192];
 pub struct HeatJob {
     /// The pattern (kind and parameters).
     pub params: PatternParams,
-    /// Per-layer kinds (empty = `params` in every layer).
-    pub schedule: Vec<PatternKind>,
+    /// Per-layer patterns with their own parameters (empty = `params` in every layer).
+    pub schedule: Vec<LayerSpec>,
     /// Heatmap side in pixels.
     pub side: usize,
     /// Colormap of the images.
@@ -63,8 +64,8 @@ pub struct HeatOut {
 /// What the chart worker computes: coverage vs layers of several patterns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CurveJob {
-    /// `(name, parameters)` of each curve.
-    pub curves: Vec<(String, PatternParams, Vec<PatternKind>)>,
+    /// `(name, parameters, schedule)` of each curve.
+    pub curves: Vec<(String, PatternParams, Vec<LayerSpec>)>,
 }
 
 /// One curve of the chart.
@@ -83,13 +84,13 @@ pub struct CurveOut {
 
 fn run(
     params: &PatternParams,
-    schedule: &[PatternKind],
+    schedule: &[LayerSpec],
     opts: &ReachOptions,
     job: &Job,
     base: f32,
     span: f32,
 ) -> Result<ReachReport, String> {
-    let s = schedule_of(params, Some(schedule)).map_err(|e| e.to_string())?;
+    let s = schedule_of(params, schedule).map_err(|e| e.to_string())?;
     compute(&s, opts, job.cancel_flag(), &|done, total| {
         let f = base + span * done as f32 / total.max(1) as f32;
         job.set_progress((f * 1000.0) as u32);
@@ -181,7 +182,7 @@ impl Default for ReachView {
 
 /// The curves of the chart: the seed's three maps at the current n, k, w (and causal), plus
 /// the selected pattern or schedule when it is something else.
-pub fn chart_curves(shared: &Shared) -> Vec<(String, PatternParams, Vec<PatternKind>)> {
+pub fn chart_curves(shared: &Shared) -> Vec<(String, PatternParams, Vec<LayerSpec>)> {
     let s = &shared.settings;
     let p = &s.params;
     let (k, w) = (s.stride(), s.window());
@@ -211,7 +212,7 @@ pub fn chart_curves(shared: &Shared) -> Vec<(String, PatternParams, Vec<PatternK
         v.push((
             selected_name(shared),
             selected_params(shared),
-            s.schedule.clone(),
+            s.schedule.iter().map(ScheduleRow::spec).collect(),
         ));
     }
     v
@@ -235,8 +236,8 @@ fn selected_name(shared: &Shared) -> String {
     if s.schedule.is_empty() {
         s.params.kind.name().to_string()
     } else {
-        let names: Vec<&str> = s.schedule.iter().map(|k| k.name()).collect();
-        format!("schedule {}", names.join(" / "))
+        let entries: Vec<String> = s.schedule.iter().map(|r| r.spec().entry).collect();
+        format!("schedule {}", entries.join(" / "))
     }
 }
 
@@ -284,7 +285,7 @@ impl ReachView {
         let s = &shared.settings;
         let heat = HeatJob {
             params: selected_params(shared),
-            schedule: s.schedule.clone(),
+            schedule: s.schedule.iter().map(ScheduleRow::spec).collect(),
             side: shared.image_side().min(512),
             colormap: s.colormap,
         };
@@ -485,8 +486,10 @@ impl ReachView {
         ui.label(RichText::new("Layer schedule").strong())
             .on_hover_text(
                 "Each layer can use its own pattern (GPT-3 alternates dense and banded layers); \
-             the list repeats. Every entry takes the n, k, w and causal of the controls.",
+             the list repeats. Every entry takes the n and causal of the controls, and their k \
+             and w unless it has its own.",
             );
+        let (shared_k, shared_w) = (shared.settings.stride(), shared.settings.window());
         let schedule = &mut shared.settings.schedule;
         let mut same = schedule.is_empty();
         if ui
@@ -497,26 +500,17 @@ impl ReachView {
             *schedule = if same {
                 Vec::new()
             } else {
-                vec![shared.settings.params.kind, PatternKind::Dense]
+                vec![
+                    ScheduleRow::shared(shared.settings.params.kind),
+                    ScheduleRow::shared(PatternKind::Dense),
+                ]
             };
         }
         let schedule = &mut shared.settings.schedule;
         let mut remove = None;
-        for (t, kind) in schedule.iter_mut().enumerate() {
-            ui.horizontal(|ui| {
-                ui.label(format!("layer {}", t + 1));
-                egui::ComboBox::from_id_salt(("schedule", t))
-                    .selected_text(kind.name())
-                    .show_ui(ui, |ui| {
-                        for k in PatternKind::ALL {
-                            ui.selectable_value(kind, k, k.name());
-                        }
-                    });
-                if ui
-                    .small_button("remove")
-                    .on_hover_text("Remove this layer from the schedule")
-                    .clicked()
-                {
+        for (t, row) in schedule.iter_mut().enumerate() {
+            ui.horizontal_wrapped(|ui| {
+                if schedule_row(ui, t + 1, row, (shared_k, shared_w)) {
                     remove = Some(t);
                 }
             });
@@ -524,7 +518,7 @@ impl ReachView {
         if let Some(t) = remove {
             schedule.remove(t);
         }
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             if !schedule.is_empty()
                 && schedule.len() < VIEW_LAYERS
                 && ui
@@ -532,16 +526,34 @@ impl ReachView {
                     .on_hover_text("Add a layer to the repeating schedule")
                     .clicked()
             {
-                schedule.push(PatternKind::Local);
+                schedule.push(ScheduleRow::shared(PatternKind::Local));
             }
             if ui
                 .button("GPT-3: dense / local")
                 .on_hover_text("Alternate dense and locally banded layers, as GPT-3 does")
                 .clicked()
             {
-                *schedule = vec![PatternKind::Dense, PatternKind::Local];
+                *schedule = vec![
+                    ScheduleRow::shared(PatternKind::Dense),
+                    ScheduleRow::shared(PatternKind::Local),
+                ];
             }
         });
+        if !schedule.is_empty() {
+            let list = schedule_list(schedule);
+            ui.add(
+                egui::Label::new(
+                    RichText::new(format!("CLI: --schedule \"{list}\""))
+                        .monospace()
+                        .weak(),
+                )
+                .wrap(),
+            )
+            .on_hover_text(
+                "The same layers for attnscope reach (with --n and the shared --stride, --window, \
+                 --causal of the controls)",
+            );
+        }
     }
 
     fn exports(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
@@ -607,8 +619,7 @@ impl ReachView {
             .name("attnscope-reach-export".into())
             .spawn(move || {
                 let result = (|| {
-                    let s =
-                        schedule_of(&job.params, Some(&job.schedule)).map_err(|e| e.to_string())?;
+                    let s = schedule_of(&job.params, &job.schedule).map_err(|e| e.to_string())?;
                     let opts = ReachOptions {
                         layers: layer,
                         max_layers: layer,
@@ -646,6 +657,67 @@ impl ReachView {
             Err(e) => shared.error(e.to_string()),
         }
     }
+}
+
+/// One row of the schedule editor: its pattern, optionally its own k / w (only for patterns
+/// that take them), and a remove button. `shared_kw` are the controls' k and w, the starting
+/// values of a row's own. Returns whether "remove" was clicked.
+fn schedule_row(
+    ui: &mut egui::Ui,
+    layer: usize,
+    row: &mut ScheduleRow,
+    shared_kw: (usize, usize),
+) -> bool {
+    ui.label(format!("layer {layer}"));
+    egui::ComboBox::from_id_salt(("schedule", layer))
+        .selected_text(row.kind.name())
+        .show_ui(ui, |ui| {
+            for k in PatternKind::ALL {
+                ui.selectable_value(&mut row.kind, k, k.name());
+            }
+        })
+        .response
+        .accessible_name(format!("layer {layer} pattern"))
+        .on_hover_text("The pattern of this layer");
+    let (k_key, w_key) = stride_window_keys(row.kind);
+    if row.takes_stride_or_window() {
+        let keys: Vec<&str> = [k_key, w_key].into_iter().flatten().collect();
+        let keys = keys.join(", ");
+        let mut own = row.own.is_some();
+        if ui
+            .checkbox(&mut own, format!("own {keys}"))
+            .accessible_name(format!("layer {layer} own {keys}"))
+            .on_hover_text(format!(
+                "Give this layer its own {keys} instead of the controls' (like \
+                 {}({}=…) in reach --schedule)",
+                row.kind.name(),
+                keys.split(", ").next().unwrap_or("w")
+            ))
+            .changed()
+        {
+            row.own = own.then_some(OwnStrideWindow {
+                k: shared_kw.0,
+                w: shared_kw.1,
+            });
+        }
+        if let Some(o) = &mut row.own {
+            for (key, value, min) in [(k_key, &mut o.k, 1), (w_key, &mut o.w, 0)] {
+                let Some(key) = key else { continue };
+                ui.label(key);
+                ui.add(
+                    egui::DragValue::new(value)
+                        .range(min..=crate::APP_MAX_N)
+                        .speed(0.25),
+                )
+                .accessible_name(format!("layer {layer} {key}"))
+                .on_hover_text(format!("This layer's own {key} — type a value or drag"));
+            }
+        }
+    }
+    ui.small_button("remove")
+        .accessible_name(format!("remove layer {layer}"))
+        .on_hover_text("Remove this layer from the schedule")
+        .clicked()
 }
 
 /// `pattern,n,layer,reachable_pairs,coverage,layers_to_full` lines for every curve.

@@ -1,6 +1,7 @@
 //! The user's settings: everything the controls edit, saved between runs.
 
 use crate::pattern::{Pattern, PatternError, PatternKind, PatternParams};
+use crate::reach::{stride_window_keys, LayerSpec};
 use crate::render::Colormap;
 
 /// Where the sample Q, K, V come from.
@@ -55,9 +56,89 @@ pub struct Settings {
     pub export_view_px: usize,
     /// Title of the open view.
     pub tab: String,
-    /// Per-layer pattern kinds of the receptive-field view, repeated cyclically (empty: every
-    /// layer uses the selected pattern).
-    pub schedule: Vec<PatternKind>,
+    /// Per-layer patterns of the receptive-field view, repeated cyclically (empty: every layer
+    /// uses the selected pattern). Saved settings from before rows had their own k/w (a list of
+    /// bare pattern names) still load.
+    pub schedule: Vec<ScheduleRow>,
+}
+
+/// One layer of the receptive-field view's schedule: a pattern that takes the controls' k and
+/// w, or its own — the app's form of an entry `local(w=5)` of `attnscope reach --schedule`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "SavedRow")]
+pub struct ScheduleRow {
+    /// The layer's pattern.
+    pub kind: PatternKind,
+    /// Its own stride and window (None: the controls'); only those `kind` takes apply.
+    pub own: Option<OwnStrideWindow>,
+}
+
+/// The stride k (or l) and window w (or BigBird's window blocks) of one schedule row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnStrideWindow {
+    /// Stride k (atrous, sparse) or l (strided, fixed), ≥ 1.
+    pub k: usize,
+    /// Window w in tokens (local, sparse, longformer) or blocks (bigbird), ≥ 0.
+    pub w: usize,
+}
+
+/// A saved schedule row: a bare pattern name (settings saved before rows had their own k/w)
+/// or a full row.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum SavedRow {
+    Kind(PatternKind),
+    Row {
+        kind: PatternKind,
+        #[serde(default)]
+        own: Option<OwnStrideWindow>,
+    },
+}
+
+impl From<SavedRow> for ScheduleRow {
+    fn from(saved: SavedRow) -> Self {
+        match saved {
+            SavedRow::Kind(kind) => Self::shared(kind),
+            SavedRow::Row { kind, own } => Self { kind, own },
+        }
+    }
+}
+
+impl ScheduleRow {
+    /// A row of pattern `kind` with the controls' k and w.
+    pub fn shared(kind: PatternKind) -> Self {
+        Self { kind, own: None }
+    }
+
+    /// The row of a schedule entry: its own k / w where it gives one (the other filled in
+    /// with `k` / `w`, the controls' values), else the controls'.
+    pub fn from_spec(spec: &LayerSpec, k: usize, w: usize) -> Self {
+        let own = (spec.stride.is_some() || spec.window.is_some()).then(|| OwnStrideWindow {
+            k: spec.stride.unwrap_or(k),
+            w: spec.window.unwrap_or(w),
+        });
+        Self {
+            kind: spec.kind,
+            own,
+        }
+    }
+
+    /// The layer as `reach --schedule` reads it: own values only where `kind` takes them, and
+    /// its entry written out (`local(w=5)`, `dense`).
+    pub fn spec(&self) -> LayerSpec {
+        LayerSpec::with_stride_window(self.kind, self.own.map(|o| o.k), self.own.map(|o| o.w))
+    }
+
+    /// Whether the row's pattern takes a stride or a window (so it can have its own).
+    pub fn takes_stride_or_window(&self) -> bool {
+        stride_window_keys(self.kind) != (None, None)
+    }
+}
+
+/// The `reach --schedule` list of `rows`, e.g. `dense,local(w=5)`.
+pub fn schedule_list(rows: &[ScheduleRow]) -> String {
+    let entries: Vec<String> = rows.iter().map(|r| r.spec().entry).collect();
+    entries.join(",")
 }
 
 impl Default for Settings {
@@ -247,6 +328,10 @@ impl Settings {
             super::offscreen::MIN_VIEW_WIDTH,
             super::offscreen::MAX_VIEW_SIDE,
         );
+        for own in self.schedule.iter_mut().filter_map(|r| r.own.as_mut()) {
+            own.k = own.k.clamp(1, crate::APP_MAX_N);
+            own.w = own.w.min(crate::APP_MAX_N);
+        }
     }
 }
 
@@ -297,6 +382,75 @@ mod tests {
         s.params.kind = PatternKind::Fixed;
         assert_eq!(s.map_params().len(), 4);
         assert_eq!(s.selected_map(), MapId::Selected);
+    }
+
+    /// An in-memory eframe storage, to read settings the way the app does.
+    #[derive(Default)]
+    struct Memory(std::collections::HashMap<String, String>);
+
+    impl eframe::Storage for Memory {
+        fn get_string(&self, key: &str) -> Option<String> {
+            self.0.get(key).cloned()
+        }
+        fn set_string(&mut self, key: &str, value: String) {
+            self.0.insert(key.into(), value);
+        }
+        fn remove_string(&mut self, key: &str) {
+            self.0.remove(key);
+        }
+        fn flush(&mut self) {}
+    }
+
+    use eframe::Storage as _;
+
+    #[test]
+    fn schedules_saved_before_own_parameters_still_load() {
+        let key = crate::app::STORAGE_KEY;
+        let mut old = Memory::default();
+        old.set_string(key, "(schedule: [dense, local], block: 8)".into());
+        let s: Settings = eframe::get_value(&old, key).expect("old settings load");
+        assert_eq!(
+            s.schedule,
+            [
+                ScheduleRow::shared(PatternKind::Dense),
+                ScheduleRow::shared(PatternKind::Local)
+            ]
+        );
+        assert_eq!(s.block, 8);
+        // A row without `own` and a full row; then a round trip of the current form.
+        old.set_string(
+            key,
+            "(schedule: [(kind: atrous), (kind: local, own: Some((k: 4, w: 9)))])".into(),
+        );
+        let s: Settings = eframe::get_value(&old, key).expect("rows load");
+        assert_eq!(s.schedule[0], ScheduleRow::shared(PatternKind::Atrous));
+        assert_eq!(schedule_list(&s.schedule), "atrous,local(w=9)");
+        let mut store = Memory::default();
+        eframe::set_value(&mut store, key, &s);
+        let back: Settings = eframe::get_value(&store, key).expect("round trip");
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn rows_give_only_the_parameters_their_pattern_takes() {
+        let own = Some(OwnStrideWindow { k: 8, w: 2 });
+        let row = |kind| ScheduleRow { kind, own };
+        assert_eq!(row(PatternKind::Local).spec().entry, "local(w=2)");
+        assert_eq!(row(PatternKind::Sparse).spec().entry, "sparse(k=8, w=2)");
+        assert_eq!(row(PatternKind::Dense).spec().entry, "dense");
+        assert!(!row(PatternKind::Dense).takes_stride_or_window());
+        assert_eq!(
+            ScheduleRow::shared(PatternKind::Sparse).spec().entry,
+            "sparse"
+        );
+        let spec = crate::reach::parse_schedule("local(w=128)").unwrap();
+        assert_eq!(
+            ScheduleRow::from_spec(&spec[0], 4, 3),
+            ScheduleRow {
+                kind: PatternKind::Local,
+                own: Some(OwnStrideWindow { k: 4, w: 128 })
+            }
+        );
     }
 
     #[test]

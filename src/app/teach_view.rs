@@ -2,11 +2,12 @@
 //! panel (the rule in one line of math, its cost, live numbers for the current settings, a
 //! plain-language paragraph), with a large-font option for projectors.
 
+use super::settings::ScheduleRow;
 use super::worker::{Job, Worker};
 use super::{Shared, View};
 use crate::pattern::{Pattern, PatternKind, PatternParams};
 use crate::presets::{all, schedule_of, Preset};
-use crate::reach::{compute, ReachOptions};
+use crate::reach::{compute, LayerSpec, ReachOptions};
 use crate::stats::group;
 use egui::RichText;
 
@@ -18,15 +19,15 @@ pub const PROJECTOR_ZOOM: f32 = 1.5;
 pub struct FullJob {
     /// The selected pattern.
     pub params: PatternParams,
-    /// Per-layer kinds (empty = the pattern in every layer).
-    pub schedule: Vec<PatternKind>,
+    /// Per-layer patterns with their own parameters (empty = the pattern in every layer).
+    pub schedule: Vec<LayerSpec>,
 }
 
 /// Layers to full coverage (None = not within the cap), or the error.
 pub type FullOut = (FullJob, Result<Option<usize>, String>);
 
 fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
-    let r = schedule_of(&job.params, Some(&job.schedule))
+    let r = schedule_of(&job.params, &job.schedule)
         .map_err(|e| e.to_string())
         .and_then(|s| {
             compute(
@@ -62,7 +63,7 @@ pub fn apply_preset(shared: &mut Shared, p: &Preset) {
     if p.params.kind == PatternKind::Bigbird {
         s.block = p.params.block;
     }
-    s.schedule = p.schedule.clone().unwrap_or_default();
+    s.schedule = preset_rows(s, p);
     shared.pinned_row = None;
     shared.info(format!("preset: {}", p.title));
 }
@@ -74,7 +75,21 @@ pub fn is_active(shared: &Shared, p: &Preset) -> bool {
     if params.kind == PatternKind::Bigbird {
         params.block = s.block;
     }
-    params == p.params && s.schedule == p.schedule.clone().unwrap_or_default()
+    params == p.params && s.schedule == preset_rows(s, p)
+}
+
+/// The schedule rows of preset `p` (own k / w where its list gives them, the rest from the
+/// settings' k and w), or none when the preset's list does not parse (a test checks each).
+fn preset_rows(s: &super::Settings, p: &Preset) -> Vec<ScheduleRow> {
+    let (k, w) = (
+        p.params.stride.unwrap_or(s.stride()),
+        p.params.window.unwrap_or(s.window()),
+    );
+    p.layers()
+        .unwrap_or_default()
+        .iter()
+        .map(|spec| ScheduleRow::from_spec(spec, k, w))
+        .collect()
 }
 
 /// The rule of a pattern in one line of math.
@@ -216,7 +231,7 @@ impl TeachView {
             } else {
                 sched_params
             },
-            schedule: s.schedule.clone(),
+            schedule: s.schedule.iter().map(ScheduleRow::spec).collect(),
         };
         if let Some(w) = &self.worker {
             if self.job.as_ref() != Some(&job) {

@@ -84,6 +84,18 @@ fn accepted(kind: PatternKind) -> String {
     parts.join(", ")
 }
 
+/// The entry keys of `kind`'s stride and window — `k` or `l`; `w` or `wb` — or None where the
+/// pattern takes no such parameter (dense takes neither, local only a window).
+pub fn stride_window_keys(kind: PatternKind) -> (Option<&'static str>, Option<&'static str>) {
+    let key = |field| {
+        keys(kind)
+            .iter()
+            .find(|(_, f, _)| *f == field)
+            .map(|&(k, _, _)| k)
+    };
+    (key(Field::Stride), key(Field::Window))
+}
+
 /// One layer of a schedule list: a pattern and the parameters its entry gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerSpec {
@@ -124,6 +136,29 @@ impl LayerSpec {
             seed: None,
             causal: None,
         }
+    }
+
+    /// A layer of pattern `kind` with its own stride and window where given and where `kind`
+    /// takes them (see [`stride_window_keys`]); its `entry` is written as an entry of the list,
+    /// `local(w=5)`, `sparse(k=4, w=3)`, `dense`, so [`parse_schedule`] reads it back as this
+    /// layer. The app's schedule editor builds its layers with this.
+    pub fn with_stride_window(
+        kind: PatternKind,
+        stride: Option<usize>,
+        window: Option<usize>,
+    ) -> Self {
+        let (k_key, w_key) = stride_window_keys(kind);
+        let mut spec = Self::new(kind.name(), kind);
+        spec.stride = stride.filter(|_| k_key.is_some());
+        spec.window = window.filter(|_| w_key.is_some());
+        let params: Vec<String> = [(k_key, spec.stride), (w_key, spec.window)]
+            .into_iter()
+            .filter_map(|(key, v)| Some(format!("{}={}", key?, v?)))
+            .collect();
+        if !params.is_empty() {
+            spec.entry = format!("{}({})", kind.name(), params.join(", "));
+        }
+        spec
     }
 
     /// The layer's parameters: `shared` with this entry's kind and every parameter it gives.
@@ -483,6 +518,38 @@ mod tests {
         let s = schedule_from(&parse_schedule("LOCAL( W = 1 ),local").unwrap(), &shared).unwrap();
         assert_eq!(s.names(), "local,local");
         assert_eq!(s.label(), "schedule(local(w=1) | local(w=5))");
+    }
+
+    #[test]
+    fn layers_with_own_stride_and_window_read_back_from_their_entry() {
+        use PatternKind as K;
+        assert_eq!(stride_window_keys(K::Dense), (None, None));
+        assert_eq!(stride_window_keys(K::Local), (None, Some("w")));
+        assert_eq!(stride_window_keys(K::Sparse), (Some("k"), Some("w")));
+        assert_eq!(stride_window_keys(K::Strided), (Some("l"), None));
+        assert_eq!(stride_window_keys(K::Bigbird), (None, Some("wb")));
+        for (kind, k, w, entry) in [
+            (K::Local, Some(4), Some(5), "local(w=5)"),
+            (K::Sparse, Some(4), Some(3), "sparse(k=4, w=3)"),
+            (K::Sparse, None, Some(3), "sparse(w=3)"),
+            (K::Atrous, Some(16), Some(1), "atrous(k=16)"),
+            (K::Fixed, Some(8), Some(1), "fixed(l=8)"),
+            (K::Bigbird, Some(2), Some(1), "bigbird(wb=1)"),
+            (K::Dense, Some(2), Some(1), "dense"),
+            (K::Local, None, None, "local"),
+        ] {
+            let spec = LayerSpec::with_stride_window(kind, k, w);
+            assert_eq!(spec.entry, entry);
+            assert_eq!(parse_schedule(entry).unwrap(), [spec]);
+        }
+        // The same counts as the hand-checked list above.
+        let shared = PatternParams::new(PatternKind::Local, 16).window(5);
+        let layers = [
+            LayerSpec::with_stride_window(K::Local, None, Some(1)),
+            LayerSpec::with_stride_window(K::Local, None, Some(2)),
+        ];
+        let s = schedule_from(&layers, &shared).unwrap();
+        assert_eq!(s.label(), "schedule(local(w=1) | local(w=2))");
     }
 
     #[test]
