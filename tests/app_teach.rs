@@ -44,14 +44,19 @@ fn has_label(h: &Harness<'static, AttnApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
-/// Saves a screenshot when `ATTNSCOPE_SCREENSHOTS` is set.
+/// Saves `screenshots/NAME.png` when `ATTNSCOPE_SCREENSHOTS` is set.
 fn screenshot(h: &mut Harness<'static, AttnApp>, name: &str) {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
+    screenshot_in(h, &dir, name);
+}
+
+/// Saves `DIR/NAME.png` when `ATTNSCOPE_SCREENSHOTS` is set.
+fn screenshot_in(h: &mut Harness<'static, AttnApp>, dir: &std::path::Path, name: &str) {
     if std::env::var_os("ATTNSCOPE_SCREENSHOTS").is_none() {
         return;
     }
     let img = h.render().expect("render");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
     img.save(dir.join(format!("{name}.png"))).unwrap();
 }
 
@@ -270,12 +275,85 @@ fn schedule_row_with_its_own_window_matches_the_cli() {
             &format!("after L = 2 layers: {after} of 4,096 pairs reachable"),
         )
     });
-    // The chart's schedule curve and the CLI line name the row's own w; layer 2 still follows
-    // the controls.
-    step_until(&mut h, "the schedule curve", |h| {
-        has_label(h, "schedule local(w=1) / local")
-    });
+    // The heatmap's label and the CLI line name the row's own w; layer 2 still follows the
+    // controls.
+    assert!(has_label(&h, "schedule(local(w=1) | local(w=3))"));
     assert!(has_label(&h, "--schedule \"local(w=1),local\""));
     assert!(h.query_by_label("layer 2 w").is_none());
     screenshot(&mut h, "receptive-field-schedule");
+}
+
+/// Steps until every worker is idle (after two frames, so a view just opened has submitted
+/// its jobs).
+fn settle(h: &mut Harness<'static, AttnApp>) {
+    h.run_steps(2);
+    step_until(h, "the workers", |h| h.state().is_idle());
+    h.run_steps(3);
+}
+
+/// Large-font (projector) mode, checked by eye: `ATTNSCOPE_SCREENSHOTS=1 cargo test --test
+/// app_teach projector` writes `screenshots/teach_projector.png` and the Masks and
+/// Receptive-field tabs to `target/tmp/projector/`.
+#[test]
+fn projector_mode_teach_masks_and_receptive_field() {
+    let look = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("projector");
+    // A 1500 × 940-pixel window; zoom 1.5 keeps its pixels and makes it 1000 × 627 points, as
+    // on a real window.
+    let mut h = harness(seed_settings("Teach"));
+    h.run_steps(3);
+    h.get_by_label("Large fonts (projector)").click();
+    h.run_steps(3);
+    assert_eq!(h.ctx.zoom_factor(), 1.5);
+    let size = h.ctx.content_rect().size();
+    assert!(
+        (size.x - 1000.0).abs() < 1.0 && (size.y - 626.7).abs() < 1.0,
+        "{size:?}"
+    );
+    // The default settings are the seed's sparse pattern (the active preset).
+    settle(&mut h);
+    assert!(has_label(&h, "Stacking 2 layers connects every pair"));
+    screenshot(&mut h, "teach_projector");
+    h.state_mut().shared.settings.tab = "Masks".into();
+    settle(&mut h);
+    screenshot_in(&mut h, &look, "projector_masks");
+    h.state_mut().shared.settings.tab = "Receptive field".into();
+    settle(&mut h);
+    assert!(has_label(
+        &h,
+        "after L = 2 layers: 4,096 of 4,096 pairs reachable"
+    ));
+    screenshot_in(&mut h, &look, "projector_receptive_field");
+    // Nothing runs past the right edge (a long label once widened the view past it).
+    let width = h.ctx.content_rect().width();
+    let right = |h: &Harness<'static, AttnApp>, label: &str| h.get_by_label(label).rect().right();
+    assert!(right(&h, "Save coverage CSV") <= width);
+    // The GPT-3 layers plus a sparse row with its own k and w: the widest editor rows.
+    h.state_mut().shared.settings.schedule = vec![
+        ScheduleRow::shared(PatternKind::Dense),
+        ScheduleRow::from_spec(
+            &attnscope::reach::parse_schedule("local(w=2)").unwrap()[0],
+            4,
+            3,
+        ),
+        ScheduleRow::from_spec(
+            &attnscope::reach::parse_schedule("sparse(k=8, w=1)").unwrap()[0],
+            4,
+            3,
+        ),
+    ];
+    settle(&mut h);
+    assert!(has_label(
+        &h,
+        "schedule(dense | local(w=2) | sparse(k=8, w=1)): every pair reachable after 1 layer"
+    ));
+    screenshot_in(&mut h, &look, "projector_receptive_field_schedule");
+    for label in ["layer 3 k", "layer 3 w", "remove layer 3"] {
+        assert!(right(&h, label) <= width, "{label}");
+    }
+    // BigBird has the longest rule and caption.
+    h.state_mut().shared.settings.tab = "Teach".into();
+    h.run_steps(2);
+    h.get_by_label("BigBird").click();
+    settle(&mut h);
+    screenshot_in(&mut h, &look, "projector_teach_bigbird");
 }

@@ -231,13 +231,15 @@ fn selected_params(shared: &Shared) -> PatternParams {
     p
 }
 
+/// The legend name of the selected pattern's curve: its name, or "layer schedule" (the layers
+/// themselves are listed under the heatmap and in the editor; a name as long as the list
+/// pushed the table past the window edge).
 fn selected_name(shared: &Shared) -> String {
     let s = &shared.settings;
     if s.schedule.is_empty() {
         s.params.kind.name().to_string()
     } else {
-        let entries: Vec<String> = s.schedule.iter().map(|r| r.spec().entry).collect();
-        format!("schedule {}", entries.join(" / "))
+        "layer schedule".to_string()
     }
 }
 
@@ -415,14 +417,31 @@ impl ReachView {
         };
         let dark = ui.visuals().dark_mode;
         let layer = self.layer as f64;
-        Plot::new("reach-coverage")
+        // Room above 100 % for the legend (top right), so it never covers a curve at full
+        // coverage: its rows take a fixed number of points, the plot fewer of them when the
+        // window is small or zoomed (large-font mode).
+        let legend_h =
+            out.curves.len() as f32 * (ui.text_style_height(&egui::TextStyle::Body) + 4.0) + 24.0;
+        let plot_h = (height - 40.0).max(1.0);
+        let legend_frac = (legend_h / plot_h).clamp(0.26, 0.6) as f64;
+        let y_top = 100.0 / (1.0 - legend_frac);
+        // The plot keeps its bounds in memory: a new headroom (zoom, another curve) is a new id.
+        Plot::new(("reach-coverage", y_top.round() as i64))
             .legend(Legend::default().position(egui_plot::Corner::RightTop))
             .height(height)
             .x_axis_label("stacked layers L")
             .x_grid_spacer(egui_plot::uniform_grid_spacer(|_| [1.0, 5.0, 10.0]))
             .y_axis_label("pairs reachable (%)")
             .default_x_bounds(0.5, CHART_LAYERS as f64 + 0.5)
-            .default_y_bounds(0.0, 135.0)
+            .default_y_bounds(0.0, y_top)
+            // The headroom above 100 % is for the legend: no tick labels there.
+            .y_axis_formatter(|m, _| {
+                if m.value <= 100.0 + 1e-9 {
+                    format!("{:.0}", m.value)
+                } else {
+                    String::new()
+                }
+            })
             .allow_scroll(false)
             .allow_zoom(false)
             .allow_drag(false)
@@ -574,7 +593,7 @@ impl ReachView {
                 Err(mpsc::TryRecvError::Disconnected) => self.export_rx = None,
             }
         }
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             egui::ComboBox::from_label("PNG side")
                 .selected_text(format!("{} px", self.export_side))
                 .show_ui(ui, |ui| {
@@ -685,7 +704,7 @@ fn schedule_row(
         let keys = keys.join(", ");
         let mut own = row.own.is_some();
         if ui
-            .checkbox(&mut own, format!("own {keys}"))
+            .checkbox(&mut own, "own")
             .accessible_name(format!("layer {layer} own {keys}"))
             .on_hover_text(format!(
                 "Give this layer its own {keys} instead of the controls' (like \
@@ -773,11 +792,6 @@ impl View for ReachView {
                     .clamping(egui::SliderClamping::Always),
             )
             .on_hover_text("Number of stacked attention layers");
-            ui.separator();
-            ui.label(
-                "key j reaches query i after L layers when a chain of L allowed steps leads \
-                 from i back to j",
-            );
             for (name, p) in ["heatmap", "curves"].iter().zip(busy) {
                 if let Some(p) = p {
                     ui.add(
@@ -787,10 +801,25 @@ impl View for ReachView {
                     );
                 }
             }
+            ui.separator();
+            // Wrapped to the window: on one long line it widened the whole view past the window
+            // edge in large-font mode.
+            ui.add(
+                egui::Label::new(
+                    "key j reaches query i after L layers when a chain of L allowed steps leads \
+                     from i back to j",
+                )
+                .wrap(),
+            );
         });
         ui.separator();
         let avail = ui.available_size();
-        let side = (avail.x * 0.5).min(avail.y - 60.0).max(160.0);
+        // Half the width, but at least 420 points for the chart and the schedule editor (they
+        // were cut off at the right in large-font mode).
+        let side = (avail.x * 0.5)
+            .min(avail.x - 420.0)
+            .min(avail.y - 60.0)
+            .max(160.0);
         ui.horizontal_top(|ui| {
             ui.vertical(|ui| {
                 ui.set_width(side);
@@ -798,12 +827,17 @@ impl View for ReachView {
             });
             ui.separator();
             ui.vertical(|ui| {
-                let chart_h = (avail.y * 0.45).max(160.0);
-                self.chart(ui, chart_h);
-                ui.separator();
-                self.schedule_editor(ui, shared);
-                ui.separator();
-                self.exports(ui, shared);
+                // Scrolls when a long schedule does not fit (large-font mode, small windows).
+                egui::ScrollArea::vertical()
+                    .id_salt("reach-side")
+                    .show(ui, |ui| {
+                        let chart_h = (avail.y * 0.45).max(160.0);
+                        self.chart(ui, chart_h);
+                        ui.separator();
+                        self.schedule_editor(ui, shared);
+                        ui.separator();
+                        self.exports(ui, shared);
+                    });
             });
         });
     }
