@@ -364,6 +364,17 @@ fn screenshots() {
         let img = h.render().expect("render");
         img.save(out.join(format!("{name}.png"))).expect("save");
     }
+    // A "Save view PNG" figure: the Masks tab with the block overlay, 2400 px wide.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Settings {
+        show_blocks: true,
+        block: 8,
+        ..Settings::default()
+    };
+    let mut h = harness(s, picker_to(dir.path()));
+    settle(&mut h);
+    let (img, _) = save_view(&mut h, dir.path(), 2400);
+    img.save(out.join("view_masks_2400.png")).expect("save");
 }
 
 fn median_ms(mut v: Vec<f64>) -> (f64, f64) {
