@@ -121,8 +121,8 @@ fn preset_click_sets_every_control() {
     // …and counts as the active preset (its caption is shown).
     assert!(has_label(&h, "GPT-3 (Brown et al. 2020) alternates"));
     h.get_by_label("Seed: sparse").click();
-    step_until(&mut h, "layers to full", |h| {
-        has_label(h, "Stacking 2 layers connects every pair")
+    step_until(&mut h, "layers to full and the mask", |h| {
+        has_label(h, "Stacking 2 layers connects every pair") && h.state().is_idle()
     });
     screenshot(&mut h, "teach");
 }

@@ -23,8 +23,21 @@ pub struct FullJob {
     pub schedule: Vec<LayerSpec>,
 }
 
-/// Layers to full coverage (None = not within the cap), or the error.
-pub type FullOut = (FullJob, Result<Option<usize>, String>);
+/// Layers shown in the Teach view's coverage bars.
+pub const TEACH_LAYERS: usize = 6;
+
+/// What the explain panel learns about reach: layers to full coverage (None = not within the
+/// cap) and the share of pairs reachable after 1, 2, … [`TEACH_LAYERS`] layers.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FullReach {
+    /// Fewest layers after which every pair is reachable.
+    pub layers_to_full: Option<usize>,
+    /// Coverage in [0, 1] after l = 1, 2, … layers.
+    pub coverage: Vec<f64>,
+}
+
+/// The reach of a job, or the error.
+pub type FullOut = (FullJob, Result<FullReach, String>);
 
 fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
     let r = schedule_of(&job.params, &job.schedule)
@@ -33,7 +46,7 @@ fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
             compute(
                 &s,
                 &ReachOptions {
-                    layers: 1,
+                    layers: TEACH_LAYERS,
                     max_layers: super::reach_view::full_cap(job.params.n),
                     raster_side: 0,
                 },
@@ -42,7 +55,10 @@ fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
             )
             .map_err(|e| e.to_string())
         })
-        .map(|r| r.layers_to_full);
+        .map(|r| FullReach {
+            layers_to_full: r.layers_to_full,
+            coverage: r.layers.iter().map(|l| l.coverage).collect(),
+        });
     (!ctl.cancelled()).then_some((job, r))
 }
 
@@ -54,6 +70,8 @@ pub struct TeachView {
     full: Option<FullOut>,
     /// Cached pattern of the current settings (params it was built from, result).
     pattern: Option<(PatternParams, Result<Pattern, String>)>,
+    /// The selected map's image on the GPU, and the image it was made from.
+    mask: Option<(egui::TextureHandle, std::sync::Arc<egui::ColorImage>)>,
 }
 
 /// Applies a preset to the settings: pattern, block size (BigBird), layer schedule.
@@ -279,6 +297,119 @@ impl TeachView {
                 );
             }
         }
+        ui.add_space(10.0);
+        self.figures(ui, shared);
+    }
+
+    /// The two figures of the argument side by side: the mask (what one layer costs) and the
+    /// share of pairs reachable after 1 … 6 layers (what the stack sees).
+    fn figures(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let side = ((ui.available_width() - 12.0) / 2.0).clamp(120.0, 320.0);
+        ui.horizontal_top(|ui| {
+            ui.vertical(|ui| {
+                ui.set_width(side);
+                ui.label(RichText::new("one layer: the mask").strong());
+                self.mask_image(ui, shared, side);
+                ui.weak("query i down, key j across");
+            });
+            ui.vertical(|ui| {
+                ui.set_width(side);
+                ui.label(RichText::new("stacked layers: pairs reachable").strong());
+                self.coverage_bars(ui, side);
+                ui.weak("share of all n² pairs (i, j) linked by a chain of allowed steps");
+            });
+        });
+    }
+
+    fn mask_image(&mut self, ui: &mut egui::Ui, shared: &mut Shared, side: f32) {
+        let selected = shared.settings.selected_map();
+        let image = shared.masks.as_ref().and_then(|m| {
+            m.maps
+                .iter()
+                .find(|map| map.id == selected)
+                .and_then(|map| map.full.as_ref())
+                .map(|img| img.image.clone())
+        });
+        let Some(image) = image else {
+            ui.add_sized([side, side], egui::Spinner::new());
+            return;
+        };
+        let fresh = self
+            .mask
+            .as_ref()
+            .is_some_and(|(_, shown)| std::sync::Arc::ptr_eq(shown, &image));
+        if !fresh {
+            let tex =
+                shared
+                    .textures
+                    .load("teach-mask", image.clone(), egui::TextureOptions::NEAREST);
+            self.mask = Some((tex, image));
+        }
+        if let Some((tex, _)) = &self.mask {
+            ui.add(egui::Image::new((tex.id(), egui::vec2(side, side))));
+        }
+    }
+
+    fn coverage_bars(&self, ui: &mut egui::Ui, side: f32) {
+        let coverage = match self
+            .full
+            .as_ref()
+            .filter(|(job, _)| Some(job) == self.job.as_ref())
+        {
+            Some((_, Ok(r))) => r.coverage.clone(),
+            Some((_, Err(e))) => {
+                ui.colored_label(ui.visuals().error_fg_color, format!("error: {e}"));
+                return;
+            }
+            None => {
+                ui.add_sized([side, side], egui::Spinner::new());
+                return;
+            }
+        };
+        let bars: Vec<egui_plot::Bar> = coverage
+            .iter()
+            .enumerate()
+            .map(|(l, c)| {
+                let full = *c >= 1.0;
+                let colour = if full {
+                    egui::Color32::from_rgb(80, 200, 120)
+                } else {
+                    let [r, g, b] = super::compute::BOTH_RGB;
+                    egui::Color32::from_rgb(r, g, b)
+                };
+                egui_plot::Bar::new((l + 1) as f64, 100.0 * c)
+                    .width(0.7)
+                    .fill(colour)
+                    .name(format!("L = {}: {:.1} %", l + 1, 100.0 * c))
+            })
+            .collect();
+        egui_plot::Plot::new("teach-coverage")
+            .width(side)
+            .height(side)
+            .include_y(0.0)
+            .include_y(100.0)
+            .include_x(0.4)
+            .include_x(TEACH_LAYERS as f64 + 0.6)
+            .y_axis_label("% of pairs")
+            .custom_x_axes(vec![egui_plot::AxisHints::new_x()
+                .label("layers L")
+                .formatter(|mark, _| {
+                    let v = mark.value;
+                    let whole = (v - v.round()).abs() < 1e-6;
+                    if whole && (1.0..=TEACH_LAYERS as f64).contains(&v) {
+                        format!("{}", v.round() as i64)
+                    } else {
+                        String::new()
+                    }
+                })
+                .label_spacing(14.0..=20.0)])
+            .allow_drag(false)
+            .allow_zoom(false)
+            .allow_scroll(false)
+            .allow_boxed_zoom(false)
+            .show(ui, |pu| {
+                pu.bar_chart(egui_plot::BarChart::new("coverage", bars));
+            });
     }
 
     fn explain(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
@@ -361,8 +492,11 @@ impl TeachView {
                 row(
                     &format!("layers to reach every pair{sched}"),
                     match &full {
-                        Some(Ok(Some(l))) => l.to_string(),
-                        Some(Ok(None)) => {
+                        Some(Ok(FullReach {
+                            layers_to_full: Some(l),
+                            ..
+                        })) => l.to_string(),
+                        Some(Ok(_)) => {
                             format!("not within {}", super::reach_view::full_cap(p.n()))
                         }
                         Some(Err(e)) => e.clone(),
@@ -372,7 +506,7 @@ impl TeachView {
             });
         ui.add_space(8.0);
         let known = match &full {
-            Some(Ok(l)) => Some(*l),
+            Some(Ok(r)) => Some(r.layers_to_full),
             _ => None,
         };
         ui.add(egui::Label::new(RichText::new(paragraph(&p, known)).size(15.0)).wrap());
