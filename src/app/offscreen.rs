@@ -71,7 +71,8 @@ impl OffscreenFrame {
         if keep == h {
             return Some((image, report));
         }
-        let pixels = image.pixels[..keep * w].to_vec();
+        let mut pixels = image.pixels;
+        pixels.truncate(keep * w);
         Some((ColorImage::new([w, keep], pixels), report))
     }
 }
