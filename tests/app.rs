@@ -771,3 +771,34 @@ fn save_view_png_redraws_large_masks_one_pixel_per_cell() {
     let share = orange_px as f64 / total as f64;
     assert!((share - 1.0 / 3.0).abs() < 0.02, "orange share {share}");
 }
+
+#[test]
+fn save_view_png_works_on_every_tab() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    settle(&mut h);
+    let tabs: Vec<&str> = attnscope::app::all_views()
+        .iter()
+        .map(|v| v.title())
+        .collect();
+    assert_eq!(tabs.len(), 6);
+    for tab in tabs {
+        h.state_mut().shared.settings.tab = tab.into();
+        settle(&mut h);
+        let (img, _) = save_view(&mut h, dir.path(), 1024);
+        assert_eq!(img.width(), 1024, "{tab}");
+        let status = h.state().shared.status.clone().expect("status");
+        // Every image of the view was found (the Attention heatmaps, the reach heatmap, …).
+        assert!(
+            status.text.contains(&format!("the {tab} view")) && !status.text.contains("could not"),
+            "{tab}: {status:?}"
+        );
+        // Not a blank panel: at least 2 % of the pixels differ from the panel background.
+        let bg = img.get_pixel(img.width() - 1, img.height() - 1).0;
+        let drawn = img.pixels().filter(|p| p.0 != bg).count();
+        assert!(
+            drawn * 50 > (img.width() * img.height()) as usize,
+            "{tab}: {drawn} pixels drawn"
+        );
+    }
+}
