@@ -137,18 +137,10 @@ pub fn paint(
         };
         // Scissor rectangle in whole pixels, as egui_wgpu rounds it.
         let clip = cp.clip_rect;
-        let cx0 = (clip.min.x * pixels_per_point)
-            .round()
-            .clamp(0.0, width as f32) as usize;
-        let cy0 = (clip.min.y * pixels_per_point)
-            .round()
-            .clamp(0.0, height as f32) as usize;
-        let cx1 = (clip.max.x * pixels_per_point)
-            .round()
-            .clamp(0.0, width as f32) as usize;
-        let cy1 = (clip.max.y * pixels_per_point)
-            .round()
-            .clamp(0.0, height as f32) as usize;
+        let px =
+            |v: f32, max: usize| (v * pixels_per_point).round().clamp(0.0, max as f32) as usize;
+        let (cx0, cx1) = (px(clip.min.x, width), px(clip.max.x, width));
+        let (cy0, cy1) = (px(clip.min.y, height), px(clip.max.y, height));
         if cx0 >= cx1 || cy0 >= cy1 {
             continue;
         }
