@@ -802,3 +802,45 @@ fn save_view_png_works_on_every_tab() {
         );
     }
 }
+
+#[test]
+fn save_view_png_keeps_the_zoom_of_the_window() {
+    // Zoomed in to about 16 rows around query 1000 of n = 65,536: the PNG shows the same
+    // rows (the offscreen pass starts from the window's plot memory), with the diagonal cells
+    // of the atrous map (i = j) in the mask colour.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Settings::default();
+    s.params.n = 65_536;
+    s.params.stride = Some(256);
+    s.params.window = Some(16);
+    let mut h = harness(s, picker_to(dir.path()));
+    settle(&mut h);
+    for _ in 0..4 {
+        zoom_at(&mut h, 65_536, 1000, 8.0);
+    }
+    settle(&mut h);
+    let (rows, cols) = h.state().shared.visible.clone().expect("visible part");
+    assert!(rows.len() < 40 && rows.contains(&1000), "{rows:?}");
+    let (img, view) = save_view(&mut h, dir.path(), 3000);
+    let ppp = 3000.0 / view.width();
+    // Where the window draws cell (1000, 1000) of the first (atrous) map, in PNG pixels.
+    let m = h.state().shared.matrix_rect.expect("matrix rect");
+    let cell = m.width() / 65_536.0;
+    let x = (m.min.x - view.min.x + 1000.5 * cell) * ppp;
+    let y = (m.min.y - view.min.y + 1000.5 * cell) * ppp;
+    assert!(cell * ppp > 40.0, "a cell is {} px", cell * ppp);
+    assert!(cols.contains(&1000));
+    let orange = attnscope::app::compute::ATROUS_RGB;
+    assert_eq!(
+        img.get_pixel(x as u32, y as u32).0,
+        orange,
+        "cell (1000, 1000)"
+    );
+    // Cell (1000, 1001) is not allowed by atrous(256).
+    let x2 = x + cell * ppp;
+    assert_ne!(
+        img.get_pixel(x2 as u32, y as u32).0,
+        orange,
+        "cell (1000, 1001)"
+    );
+}
