@@ -70,7 +70,7 @@ pub(super) unsafe fn group<const NP: usize>(
     debug_assert!(m.len() == GROUP && l.len() == GROUP && acc.len() == GROUP * d);
     debug_assert!((a.q_row + GROUP) * d <= pk.qs.len());
     debug_assert!((a.ja / PANEL + NP) * d * PANEL <= pk.kt.len());
-    debug_assert!(a.hi * d <= pk.v.len());
+    debug_assert!((a.hi - 1) * pk.v_stride + d <= pk.v.len());
     // SAFETY (all pointer reads below): bounds checked by the debug assertions above, which
     // `engine::chunk` guarantees: Q has n + GROUP rows, K is packed to whole panels, keys < n.
     let q = pk.qs.as_ptr().add(a.q_row * d);
@@ -131,6 +131,7 @@ pub(super) unsafe fn group<const NP: usize>(
         m[r] = m_new;
     }
     let v = pk.v.as_ptr();
+    let vs = pk.v_stride;
     let accp = acc.as_mut_ptr();
     let al = [
         _mm512_set1_ps(alpha[0]),
@@ -149,7 +150,7 @@ pub(super) unsafe fn group<const NP: usize>(
         }
         for j in a.lo..a.hi {
             let x = j - a.ja;
-            let vr = v.add(j * d + c0);
+            let vr = v.add(j * vs + c0);
             let vv = [
                 _mm512_loadu_ps(vr),
                 _mm512_loadu_ps(vr.add(16)),
@@ -179,13 +180,82 @@ pub(super) unsafe fn group<const NP: usize>(
         }
         for j in a.lo..a.hi {
             let x = j - a.ja;
-            let vv = _mm512_maskz_loadu_ps(k, v.add(j * d + c0));
+            let vv = _mm512_maskz_loadu_ps(k, v.add(j * vs + c0));
             for r in 0..GROUP {
                 t[r] = _mm512_fmadd_ps(_mm512_set1_ps(pbuf[r][x]), vv, t[r]);
             }
         }
         for r in 0..GROUP {
             _mm512_mask_storeu_ps(accp.add(r * d + c0), k, t[r]);
+        }
+        c0 += 16;
+    }
+}
+
+/// One panel of Kᵀ: `dst[c · 16 + x] = keys[x][c]` for `c < d`, `x < 16` (missing keys
+/// give zeros), as 16 × 16 blocks transposed in registers: whole-row loads and whole-row
+/// stores instead of 16 strided reads per stored vector.
+///
+/// # Safety
+/// AVX-512F must be available; `keys.len() ≤ 16`, every key has at least `d` floats and `dst`
+/// at least `16 · d`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn transpose_panel(keys: &[&[f32]], d: usize, dst: &mut [f32]) {
+    debug_assert!(keys.len() <= PANEL && dst.len() >= PANEL * d);
+    debug_assert!(keys.iter().all(|k| k.len() >= d));
+    let mut c0 = 0;
+    while c0 < d {
+        let k = tail((d - c0).min(16));
+        // SAFETY: masked loads stay within the first d floats of each key.
+        let r: [__m512; 16] = std::array::from_fn(|x| match keys.get(x) {
+            Some(key) => unsafe { _mm512_maskz_loadu_ps(k, key.as_ptr().add(c0)) },
+            None => _mm512_setzero_ps(),
+        });
+        // Pairs of rows interleaved by 32, then 64 bits, then 128-bit lanes twice.
+        let t: [__m512; 16] = std::array::from_fn(|x| {
+            let (a, b) = (r[x & !1], r[x | 1]);
+            if x & 1 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        let u: [__m512; 16] = std::array::from_fn(|x| {
+            // Blocks of 4: (t0, t2) lo, (t0, t2) hi, (t1, t3) lo, (t1, t3) hi.
+            let b = x & !3;
+            let (a, c) = match x & 3 {
+                0 | 1 => (t[b], t[b + 2]),
+                _ => (t[b + 1], t[b + 3]),
+            };
+            let (a, c) = (_mm512_castps_pd(a), _mm512_castps_pd(c));
+            _mm512_castpd_ps(if x & 1 == 0 {
+                _mm512_unpacklo_pd(a, c)
+            } else {
+                _mm512_unpackhi_pd(a, c)
+            })
+        });
+        // v[x] for x < 8 from (u[x % 4], u[4 + x % 4]), for x ≥ 8 from (u[8 + x % 4], u[12 + x % 4]);
+        // 0x88 keeps lanes 0 and 2 of each, 0xDD lanes 1 and 3.
+        let v: [__m512; 16] = std::array::from_fn(|x| {
+            let h = x & 8;
+            let (a, b) = (u[h + (x & 3)], u[h + 4 + (x & 3)]);
+            if x & 4 == 0 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            }
+        });
+        for c in 0..(d - c0).min(16) {
+            // Column c: lanes c of keys 0–3, 4–7, 8–11, 12–15.
+            let (a, b) = (v[c & 7], v[8 + (c & 7)]);
+            let col = if c < 8 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            };
+            // SAFETY: c0 + c < d, so the 16 floats lie inside dst.
+            unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add((c0 + c) * PANEL), col) };
         }
         c0 += 16;
     }

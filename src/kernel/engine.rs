@@ -30,7 +30,7 @@ pub(crate) const GROUP: usize = 4;
 pub(crate) const TILE_ROWS: usize = 64;
 
 /// `log2(e)`: scores are kept in base 2 so that softmax uses `exp2`.
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 
 /// Fused or plain multiply-add, chosen per instruction set.
 pub(crate) trait Arith: Copy {
@@ -186,8 +186,11 @@ pub(crate) struct Packed<'a> {
     pub qs: Vec<f32>,
     /// Kᵀ in panels of [`PANEL`] keys, `ceil(n / PANEL) · d · PANEL` floats.
     pub kt: Vec<f32>,
-    /// V, row-major `n × d`.
+    /// V: row `j` is `v[j · v_stride ..][..d]`.
     pub v: Cow<'a, [f32]>,
+    /// Floats from one row of `v` to the next (`d` when packed; `k · d` when a residue group
+    /// is read in place from the input).
+    pub v_stride: usize,
 }
 
 impl<'a> Packed<'a> {
@@ -206,40 +209,17 @@ impl<'a> Packed<'a> {
         Self {
             n,
             d,
-            qs: pack_q(q, scale, None),
-            kt: pack_kt(k, None),
+            qs: pack_q(q, scale),
+            kt: pack_kt(k),
             v,
-        }
-    }
-
-    /// Packs the rows in the order `perm` (row `a` of the result is row `perm[a]`).
-    pub fn permuted(
-        q: ndarray::ArrayView2<'_, f32>,
-        k: ndarray::ArrayView2<'_, f32>,
-        v: ndarray::ArrayView2<'_, f32>,
-        scale: f32,
-        perm: &[usize],
-    ) -> Packed<'static> {
-        let (n, d) = q.dim();
-        let v = v.as_standard_layout();
-        let src = v.as_slice().expect("standard layout");
-        let mut vp = vec![0f32; n * d];
-        vp.par_chunks_mut(d)
-            .zip(perm.par_iter())
-            .for_each(|(dst, &i)| dst.copy_from_slice(&src[i * d..(i + 1) * d]));
-        Packed {
-            n,
-            d,
-            qs: pack_q(q, scale, Some(perm)),
-            kt: pack_kt(k, Some(perm)),
-            v: Cow::Owned(vp),
+            v_stride: d,
         }
     }
 }
 
 /// Q · scale · log2(e), `(n + GROUP) × d` (GROUP spare zero rows: a tile starting anywhere may
-/// read a whole last group), rows in `perm` order if given; in parallel.
-fn pack_q(q: ndarray::ArrayView2<'_, f32>, scale: f32, perm: Option<&[usize]>) -> Vec<f32> {
+/// read a whole last group); in parallel.
+fn pack_q(q: ndarray::ArrayView2<'_, f32>, scale: f32) -> Vec<f32> {
     let (n, d) = q.dim();
     let q = q.as_standard_layout();
     let src = q.as_slice().expect("standard layout");
@@ -249,16 +229,15 @@ fn pack_q(q: ndarray::ArrayView2<'_, f32>, scale: f32, perm: Option<&[usize]>) -
         .par_chunks_mut(d)
         .enumerate()
         .for_each(|(a, dst)| {
-            let i = perm.map_or(a, |p| p[a]);
-            for (x, y) in dst.iter_mut().zip(&src[i * d..(i + 1) * d]) {
+            for (x, y) in dst.iter_mut().zip(&src[a * d..(a + 1) * d]) {
                 *x = y * f;
             }
         });
     qs
 }
 
-/// Kᵀ in panels of [`PANEL`] keys, rows in `perm` order if given; in parallel over panels.
-fn pack_kt(k: ndarray::ArrayView2<'_, f32>, perm: Option<&[usize]>) -> Vec<f32> {
+/// Kᵀ in panels of [`PANEL`] keys; in parallel over panels.
+fn pack_kt(k: ndarray::ArrayView2<'_, f32>) -> Vec<f32> {
     let (n, d) = k.dim();
     let k = k.as_standard_layout();
     let src = k.as_slice().expect("standard layout");
@@ -268,14 +247,67 @@ fn pack_kt(k: ndarray::ArrayView2<'_, f32>, perm: Option<&[usize]>) -> Vec<f32> 
         .enumerate()
         .for_each(|(p, dst)| {
             for x in 0..PANEL.min(n - p * PANEL) {
-                let a = p * PANEL + x;
-                let i = perm.map_or(a, |pm| pm[a]);
+                let i = p * PANEL + x;
                 for (c, y) in src[i * d..(i + 1) * d].iter().enumerate() {
                     dst[c * PANEL + x] = *y;
                 }
             }
         });
     kt
+}
+
+/// Fills `dst` with the source rows `rows` of `src` (row-major, `d` columns) times `f`, then
+/// [`GROUP`] zero rows: a task-local Q in the layout of [`Packed::qs`]. Sequential: it runs
+/// inside a task, on data the task is about to use.
+#[inline(always)]
+pub(crate) fn gather_q(
+    dst: &mut Vec<f32>,
+    src: &[f32],
+    d: usize,
+    f: f32,
+    rows: impl Iterator<Item = usize>,
+) {
+    dst.clear();
+    for i in rows {
+        dst.extend(src[i * d..(i + 1) * d].iter().map(|y| y * f));
+    }
+    dst.resize(dst.len() + GROUP * d, 0.0);
+}
+
+/// Fills `dst` with the source rows `rows` of `src` (`count` of them), transposed into panels
+/// of [`PANEL`] keys as [`Packed::kt`], zero past the last key. Each panel is written one
+/// 16-float row at a time (a scatter of each source row is much slower).
+#[inline(always)]
+pub(crate) fn gather_kt<A: Arith>(
+    dst: &mut Vec<f32>,
+    src: &[f32],
+    d: usize,
+    mut rows: impl Iterator<Item = usize>,
+    count: usize,
+) {
+    dst.clear();
+    dst.resize(count.div_ceil(PANEL) * d * PANEL, 0.0);
+    for panel in dst.chunks_exact_mut(d * PANEL) {
+        let mut keys: [&[f32]; PANEL] = [&[]; PANEL];
+        let mut live = 0;
+        for (slot, i) in keys.iter_mut().zip(&mut rows) {
+            *slot = &src[i * d..(i + 1) * d];
+            live += 1;
+        }
+        let keys = &keys[..live];
+        #[cfg(target_arch = "x86_64")]
+        if A::AVX512 {
+            // SAFETY: `A::AVX512` is only used after runtime detection of AVX-512F; at most
+            // PANEL keys of d floats each, and the panel holds d · PANEL floats.
+            unsafe { super::avx512::transpose_panel(keys, d, panel) };
+            continue;
+        }
+        for (c, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
+            for (o, key) in dst.iter_mut().zip(keys) {
+                *o = key[c];
+            }
+        }
+    }
 }
 
 /// Running softmax state and output accumulator of one query tile.
@@ -302,19 +334,38 @@ impl TileState {
         }
     }
 
+    /// Makes this a fresh state for `rows` query rows of dimension `d`, reusing the buffers.
+    pub fn reset(&mut self, rows: usize, d: usize) {
+        let padded = rows.div_ceil(GROUP) * GROUP;
+        self.rows = rows;
+        self.m.clear();
+        self.m.resize(padded, f32::NEG_INFINITY);
+        self.l.clear();
+        self.l.resize(padded, 0.0);
+        self.acc.clear();
+        self.acc.resize(padded * d, 0.0);
+    }
+
     /// Writes `acc / l` into `out` (`rows × d`); a row that saw no allowed key becomes zero.
     pub fn finish(&self, out: &mut [f32], d: usize) {
         for (r, dst) in out.chunks_exact_mut(d).take(self.rows).enumerate() {
-            let l = self.l[r];
-            let src = &self.acc[r * d..(r + 1) * d];
-            if l > 0.0 {
-                let inv = 1.0 / l;
-                for (o, a) in dst.iter_mut().zip(src) {
-                    *o = a * inv;
-                }
-            } else {
-                dst.fill(0.0);
+            self.finish_row(r, dst);
+        }
+    }
+
+    /// Writes row `r`'s `acc / l` into `dst` (`d` floats); zero if the row saw no allowed key.
+    #[inline(always)]
+    pub fn finish_row(&self, r: usize, dst: &mut [f32]) {
+        let d = dst.len();
+        let l = self.l[r];
+        let src = &self.acc[r * d..(r + 1) * d];
+        if l > 0.0 {
+            let inv = 1.0 / l;
+            for (o, a) in dst.iter_mut().zip(src) {
+                *o = a * inv;
             }
+        } else {
+            dst.fill(0.0);
         }
     }
 }
@@ -517,6 +568,7 @@ fn pv_strip<A: Arith, const W: usize, const NP: usize>(
 ) {
     let d = a.pk.d;
     let v = &a.pk.v;
+    let vs = a.pk.v_stride;
     let mut t = [[0f32; W]; GROUP];
     for r in 0..GROUP {
         let src = &acc[r * d + c0..r * d + c0 + W];
@@ -532,7 +584,7 @@ fn pv_strip<A: Arith, const W: usize, const NP: usize>(
             p[2][x / PANEL][x % PANEL],
             p[3][x / PANEL][x % PANEL],
         ];
-        let vr: &[f32; W] = v[j * d + c0..j * d + c0 + W]
+        let vr: &[f32; W] = v[j * vs + c0..j * vs + c0 + W]
             .try_into()
             .expect("V strip has W floats");
         for r in 0..GROUP {
@@ -598,6 +650,33 @@ mod tests {
         assert_eq!(range_word(64, 60, 66), 0b11);
         assert_eq!(range_word(16, 20, 22), 0b11 << 4);
         assert_eq!(range_word(0, 70, 80), 0);
+    }
+
+    #[test]
+    fn gathered_kt_panels_hold_the_keys_transposed() {
+        for (n, d) in [(1, 1), (7, 19), (16, 64), (37, 80), (40, 16)] {
+            let src: Vec<f32> = (0..n * d).map(|x| x as f32 * 0.5 - 3.0).collect();
+            // Every other row, backwards: any row order works.
+            let rows: Vec<usize> = (0..n).rev().step_by(2).collect();
+            let mut want = Vec::new();
+            gather_kt::<Plain>(&mut want, &src, d, rows.iter().copied(), rows.len());
+            assert_eq!(want.len(), rows.len().div_ceil(PANEL) * d * PANEL);
+            for (a, &i) in rows.iter().enumerate() {
+                for c in 0..d {
+                    let at = (a / PANEL) * d * PANEL + c * PANEL + a % PANEL;
+                    assert_eq!(want[at], src[i * d + c], "n={n} d={d} key {a} col {c}");
+                }
+            }
+            let padded = want.iter().filter(|&&x| x == 0.0).count();
+            assert!(padded >= (rows.len().div_ceil(PANEL) * PANEL - rows.len()) * d);
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // The in-register 16 × 16 transposes give the same panels, padding included.
+                let mut got = vec![7.0; 3];
+                gather_kt::<Avx512>(&mut got, &src, d, rows.iter().copied(), rows.len());
+                assert_eq!(got, want, "n={n} d={d}");
+            }
+        }
     }
 
     #[test]

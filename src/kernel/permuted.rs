@@ -17,13 +17,16 @@
 //! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal).
 
 use super::engine::{
-    chunk, chunks, dispatch, range_word, Arith, Packed, TileState, Work, TILE_ROWS,
+    chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Packed, TileState, Work,
+    LOG2_E, TILE_ROWS,
 };
 use super::{AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::{Pattern, PatternKind};
 use ndarray::Array2;
 use rayon::prelude::*;
+use std::borrow::Cow;
+use std::marker::PhantomData;
 
 /// The permuted band + residue-group kernel.
 pub(crate) struct Permuted;
@@ -127,86 +130,254 @@ impl Plan {
     }
 }
 
-/// A query tile of the group pass: rows `[m0, m1)` of the group starting at `g0`.
-struct GroupTile<'p, 'a> {
-    pk: &'p Packed<'a>,
-    plan: Plan,
-    g0: usize,
-    size: usize,
-    m0: usize,
-    m1: usize,
+/// The inputs as row-major `n × d` slices, and `f = scale · log2 e` for Q.
+struct Src<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    d: usize,
+    f: f32,
 }
 
-impl Work for GroupTile<'_, '_> {
-    type Out = TileState;
+/// Per-worker buffers, reused from task to task: the task's packed Q and Kᵀ, a tile state and
+/// the mask words of a tile.
+#[derive(Default)]
+struct Scratch {
+    q: Vec<f32>,
+    kt: Vec<f32>,
+    st: Option<TileState>,
+    words: Vec<u64>,
+}
 
-    #[inline(always)]
-    fn run<A: Arith>(self) -> TileState {
-        let rows = self.m1 - self.m0;
-        let mut st = TileState::new(rows, self.pk.d);
-        let b = self.plan.group_keys(self.size, self.m1);
-        let e = self.plan.excluded();
-        let causal = self.plan.causal;
-        let g0 = self.g0;
-        let mut words = vec![0u64; rows];
-        for (ja, lo, hi) in chunks(g0, g0 + b) {
-            let mut all = true;
-            for (r, w) in words.iter_mut().enumerate() {
-                let m = self.m0 + r;
-                // Allowed group-relative keys: [0, a) ∪ [c, end).
-                let (a, c, end) = match (e, causal) {
-                    (None, false) => (self.size, self.size, self.size),
-                    (None, true) => (m + 1, m + 1, m + 1),
-                    (Some(e), false) => (m.saturating_sub(e), m + e + 1, self.size),
-                    (Some(e), true) => (m.saturating_sub(e), m + 1, m + 1),
-                };
-                let word = range_word(ja, g0, g0 + a) | range_word(ja, g0 + c, g0 + end);
-                let word = word & range_word(ja, lo, hi);
-                all &= word == range_word(ja, lo, hi);
-                *w = word;
-            }
-            let mask = if all { None } else { Some(words.as_slice()) };
-            chunk::<A>(self.pk, &mut st, g0 + self.m0, ja, lo, hi, mask, false);
+impl Scratch {
+    /// The packed Q and Kᵀ as a [`Packed`] of `n` keys with values read in place from `v`,
+    /// one row every `v_stride` floats.
+    fn take<'a>(&mut self, n: usize, d: usize, v: &'a [f32], v_stride: usize) -> Packed<'a> {
+        Packed {
+            n,
+            d,
+            qs: std::mem::take(&mut self.q),
+            kt: std::mem::take(&mut self.kt),
+            v: Cow::Borrowed(v),
+            v_stride,
         }
-        st
+    }
+
+    /// Gives the buffers of `pk` back for the next task.
+    fn give(&mut self, pk: Packed<'_>) {
+        self.q = pk.qs;
+        self.kt = pk.kt;
     }
 }
 
-/// A query tile of the band pass, resuming from `st`.
-struct BandTile<'p, 'a, 'o> {
-    pk: &'p Packed<'a>,
-    plan: Plan,
-    i0: usize,
-    st: TileState,
-    out: &'o mut [f32],
+/// Where the group pass leaves each token's result: its output row (`acc`, or `acc / l` when
+/// there is no band pass) and its running max and sum. A token is `r + k · m` for one residue
+/// `r` and one group row `m`; group tasks own disjoint `(r, [m0, m1))`, so no two tasks ever
+/// touch the same row, which is what makes the shared raw pointers sound.
+struct TokenRows<'a> {
+    out: *mut f32,
+    m: *mut f32,
+    l: *mut f32,
+    n: usize,
+    d: usize,
+    /// Keep the state for the band pass (else write the normalised output).
+    keep: bool,
+    _rows: PhantomData<&'a mut [f32]>,
 }
 
-impl Work for BandTile<'_, '_, '_> {
+// SAFETY: see the type's docs: writes go to disjoint rows, one task per token.
+unsafe impl Sync for TokenRows<'_> {}
+
+impl<'a> TokenRows<'a> {
+    fn new(out: &'a mut [f32], m: &'a mut [f32], l: &'a mut [f32], d: usize, keep: bool) -> Self {
+        let n = out.len() / d;
+        assert!(
+            m.len() >= n && l.len() >= n,
+            "running state for every token"
+        );
+        Self {
+            out: out.as_mut_ptr(),
+            m: m.as_mut_ptr(),
+            l: l.as_mut_ptr(),
+            n,
+            d,
+            keep,
+            _rows: PhantomData,
+        }
+    }
+
+    /// Stores row `r` of `st` as token `i`'s result.
+    ///
+    /// # Safety
+    /// No other thread may read or write token `i` during the call.
+    #[inline(always)]
+    unsafe fn put(&self, i: usize, st: &TileState, r: usize) {
+        assert!(i < self.n);
+        let d = self.d;
+        // SAFETY: `i < n` rows of `d` floats; the caller owns token `i`.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.out.add(i * d), d) };
+        if self.keep {
+            dst.copy_from_slice(&st.acc[r * d..(r + 1) * d]);
+            // SAFETY: as above; `m`, `l` have at least n entries.
+            unsafe {
+                *self.m.add(i) = st.m[r];
+                *self.l.add(i) = st.l[r];
+            }
+        } else {
+            st.finish_row(r, dst);
+        }
+    }
+}
+
+/// A group-pass task: rows `[m0, m1)` of residue group `r` (size `size`) against the group's
+/// keys. It gathers its own Q rows and the group's Kᵀ (rows strided by k in the input) into the
+/// worker's scratch, so the permuted copies are small and used while still in cache; V is read
+/// in place with a row stride of k · d.
+struct GroupTask<'s, 'a> {
+    src: &'s Src<'a>,
+    plan: Plan,
+    r: usize,
+    size: usize,
+    m0: usize,
+    m1: usize,
+    scratch: &'s mut Scratch,
+    dst: &'s TokenRows<'a>,
+}
+
+impl Work for GroupTask<'_, '_> {
     type Out = ();
 
     #[inline(always)]
-    fn run<A: Arith>(mut self) {
-        let d = self.pk.d;
-        let rows = self.st.rows;
-        let (j0, j1) = self.plan.band_keys(self.i0, self.i0 + rows);
-        let w = self.plan.w.unwrap_or(0);
-        let causal = self.plan.causal;
-        let mut words = vec![0u64; rows];
-        if j1 > j0 {
-            for (ja, lo, hi) in chunks(j0, j1) {
+    fn run<A: Arith>(self) {
+        let Self {
+            src,
+            plan,
+            r,
+            size,
+            m0,
+            m1,
+            scratch,
+            dst,
+        } = self;
+        let (d, k) = (src.d, plan.k.unwrap_or(1));
+        let keys = plan.group_keys(size, m1);
+        gather_q(&mut scratch.q, src.q, d, src.f, (m0..m1).map(|m| r + k * m));
+        gather_kt::<A>(
+            &mut scratch.kt,
+            src.k,
+            d,
+            (0..keys).map(|j| r + k * j),
+            keys,
+        );
+        // V of the group is read in place: rows r, r + k, r + 2k, …
+        let v_end = ((r + k * (keys.max(1) - 1)) + 1) * d;
+        let pk = scratch.take(keys, d, &src.v[r * d..v_end], k * d);
+        let mut st = scratch.st.take().unwrap_or_else(|| TileState::new(0, d));
+        let e = plan.excluded();
+        let causal = plan.causal;
+        for t0 in (m0..m1).step_by(TILE_ROWS) {
+            let t1 = (t0 + TILE_ROWS).min(m1);
+            let rows = t1 - t0;
+            st.reset(rows, d);
+            scratch.words.resize(rows, 0);
+            let words = &mut scratch.words[..rows];
+            // Group-relative keys; this tile's queries are rows `t0 − m0 ..` of `pk.qs`.
+            for (ja, lo, hi) in chunks(0, plan.group_keys(size, t1)) {
                 let mut all = true;
-                for (r, word) in words.iter_mut().enumerate() {
-                    let i = self.i0 + r;
-                    let hi_i = if causal { i + 1 } else { i + w + 1 };
-                    let x = range_word(ja, i.saturating_sub(w), hi_i) & range_word(ja, lo, hi);
-                    all &= x == range_word(ja, lo, hi);
-                    *word = x;
+                for (x, w) in words.iter_mut().enumerate() {
+                    let m = t0 + x;
+                    // Allowed group-relative keys: [0, a) ∪ [c, end).
+                    let (a, c, end) = match (e, causal) {
+                        (None, false) => (size, size, size),
+                        (None, true) => (m + 1, m + 1, m + 1),
+                        (Some(e), false) => (m.saturating_sub(e), m + e + 1, size),
+                        (Some(e), true) => (m.saturating_sub(e), m + 1, m + 1),
+                    };
+                    let word = range_word(ja, 0, a) | range_word(ja, c, end);
+                    let word = word & range_word(ja, lo, hi);
+                    all &= word == range_word(ja, lo, hi);
+                    *w = word;
                 }
-                let mask = if all { None } else { Some(words.as_slice()) };
-                chunk::<A>(self.pk, &mut self.st, self.i0, ja, lo, hi, mask, false);
+                let mask = if all { None } else { Some(&*words) };
+                chunk::<A>(&pk, &mut st, t0 - m0, ja, lo, hi, mask, false);
+            }
+            for x in 0..rows {
+                // SAFETY: token r + k · (t0 + x) belongs to this task only (see `TokenRows`).
+                unsafe { dst.put(r + k * (t0 + x), &st, x) };
             }
         }
-        self.st.finish(self.out, d);
+        scratch.st = Some(st);
+        scratch.give(pk);
+    }
+}
+
+/// A band-pass task: token rows `[i0, i0 + out.len() / d)` in tiles of [`BAND_ROWS`], each
+/// resuming from its rows' group-pass state (if any) and walking the band
+/// `[i − w, i + w]`. Q and Kᵀ of the task's key range are packed into the worker's scratch;
+/// V is read in place.
+struct BandTask<'s, 'a> {
+    src: &'s Src<'a>,
+    plan: Plan,
+    i0: usize,
+    out: &'s mut [f32],
+    /// Running max and sum of the task's rows after the group pass (their `acc` is in `out`).
+    state: Option<(&'s [f32], &'s [f32])>,
+    scratch: &'s mut Scratch,
+}
+
+impl Work for BandTask<'_, '_> {
+    type Out = ();
+
+    #[inline(always)]
+    fn run<A: Arith>(self) {
+        let Self {
+            src,
+            plan,
+            i0,
+            out,
+            state,
+            scratch,
+        } = self;
+        let d = src.d;
+        let i1 = i0 + out.len() / d;
+        let (base, end) = plan.band_keys(i0, i1);
+        gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
+        gather_kt::<A>(&mut scratch.kt, src.k, d, base..end, end - base);
+        let pk = scratch.take(end - base, d, &src.v[base * d..end * d], d);
+        let mut st = scratch.st.take().unwrap_or_else(|| TileState::new(0, d));
+        let w = plan.w.unwrap_or(0);
+        let causal = plan.causal;
+        for t0 in (i0..i1).step_by(BAND_ROWS) {
+            let t1 = (t0 + BAND_ROWS).min(i1);
+            let rows = t1 - t0;
+            let o = &mut out[(t0 - i0) * d..(t1 - i0) * d];
+            st.reset(rows, d);
+            if let Some((m, l)) = state {
+                st.m[..rows].copy_from_slice(&m[t0 - i0..t1 - i0]);
+                st.l[..rows].copy_from_slice(&l[t0 - i0..t1 - i0]);
+                st.acc[..rows * d].copy_from_slice(o);
+            }
+            scratch.words.resize(rows, 0);
+            let words = &mut scratch.words[..rows];
+            // Keys relative to `base`; this tile's queries are rows `t0 − i0 ..` of `pk.qs`.
+            let (j0, j1) = plan.band_keys(t0, t1);
+            for (ja, lo, hi) in chunks(j0 - base, j1 - base) {
+                let mut all = true;
+                for (x, word) in words.iter_mut().enumerate() {
+                    let i = t0 + x;
+                    let hi_i = if causal { i + 1 } else { i + w + 1 };
+                    let y = range_word(ja, i.saturating_sub(w) - base, hi_i - base)
+                        & range_word(ja, lo, hi);
+                    all &= y == range_word(ja, lo, hi);
+                    *word = y;
+                }
+                let mask = if all { None } else { Some(&*words) };
+                chunk::<A>(&pk, &mut st, t0 - i0, ja, lo, hi, mask, false);
+            }
+            st.finish(o, d);
+        }
+        scratch.st = Some(st);
+        scratch.give(pk);
     }
 }
 
@@ -222,82 +393,73 @@ impl AttentionKernel for Permuted {
     fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
         let plan = plan(p)?;
         let (n, d) = qkv.q.dim();
-        // Group pass: running states (m, l, acc) in permuted order; `inv[i]` is the permuted
-        // position of token i.
-        let mut state: Option<GroupStates> = None;
-        if let Some(k) = plan.k {
-            let perm: Vec<usize> = (0..k.min(n)).flat_map(|r| (r..n).step_by(k)).collect();
-            let mut inv = vec![0usize; n];
-            for (a, &i) in perm.iter().enumerate() {
-                inv[i] = a;
-            }
-            let pk = Packed::permuted(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale, &perm);
-            drop(perm);
-            let mut m = vec![f32::NEG_INFINITY; n];
-            let mut l = vec![0f32; n];
-            let mut acc = vec![0f32; n * d];
-            // The tiles partition the permuted order: hand each its own slices.
+        let (q, k, v) = (
+            qkv.q.as_standard_layout(),
+            qkv.k.as_standard_layout(),
+            qkv.v.as_standard_layout(),
+        );
+        let src = Src {
+            q: q.as_slice().expect("standard layout"),
+            k: k.as_slice().expect("standard layout"),
+            v: v.as_slice().expect("standard layout"),
+            d,
+            f: scale * LOG2_E,
+        };
+        // Enough tasks that every worker stays busy; few enough that packing stays small.
+        let tasks = 8 * rayon::current_num_threads();
+        let band = plan.w.is_some();
+        let mut out = vec![0f32; n * d];
+        let mut m = vec![f32::NEG_INFINITY; n];
+        let mut l = vec![0f32; n];
+        // Group pass: leaves every token's (acc, m, l) in `out`, `m`, `l` (or its final row
+        // when there is no band).
+        if plan.k.is_some() {
+            let groups = plan.groups();
+            let per_group = tasks.div_ceil(groups.len().max(1));
             let mut jobs = Vec::new();
-            let (mut mr, mut lr, mut ar) = (m.as_mut_slice(), l.as_mut_slice(), acc.as_mut_slice());
-            for (g0, size) in plan.groups() {
-                for m0 in (0..size).step_by(TILE_ROWS) {
-                    let m1 = (m0 + TILE_ROWS).min(size);
-                    let rows = m1 - m0;
-                    let (a, b) = std::mem::take(&mut mr).split_at_mut(rows);
-                    let (c, e) = std::mem::take(&mut lr).split_at_mut(rows);
-                    let (f, h) = std::mem::take(&mut ar).split_at_mut(rows * d);
-                    (mr, lr, ar) = (b, e, h);
-                    jobs.push((g0, size, m0, m1, a, c, f));
+            for (r, &(_, size)) in groups.iter().enumerate() {
+                let rows = size.div_ceil(per_group).div_ceil(TILE_ROWS) * TILE_ROWS;
+                for m0 in (0..size).step_by(rows) {
+                    jobs.push((r, size, m0, (m0 + rows).min(size)));
                 }
             }
+            let dst = TokenRows::new(&mut out, &mut m, &mut l, d, band);
             jobs.into_par_iter()
-                .for_each(|(g0, size, m0, m1, ms, ls, accs)| {
-                    let st = dispatch(GroupTile {
-                        pk: &pk,
+                .for_each_init(Scratch::default, |scratch, (r, size, m0, m1)| {
+                    dispatch(GroupTask {
+                        src: &src,
                         plan,
-                        g0,
+                        r,
                         size,
                         m0,
                         m1,
-                    });
-                    ms.copy_from_slice(&st.m[..st.rows]);
-                    ls.copy_from_slice(&st.l[..st.rows]);
-                    accs.copy_from_slice(&st.acc[..st.rows * d]);
+                        scratch,
+                        dst: &dst,
+                    })
                 });
-            state = Some((m, l, acc, inv));
         }
         // Band pass in token order, resuming from the group pass's states.
-        let pk = Packed::new(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale);
-        let mut out = vec![0f32; n * d];
-        out.par_chunks_mut(BAND_ROWS * d)
-            .enumerate()
-            .for_each(|(t, o)| {
-                let i0 = t * BAND_ROWS;
-                let rows = o.len() / d;
-                let mut st = TileState::new(rows, d);
-                if let Some((m, l, acc, inv)) = &state {
-                    for r in 0..rows {
-                        let a = inv[i0 + r];
-                        st.m[r] = m[a];
-                        st.l[r] = l[a];
-                        st.acc[r * d..(r + 1) * d].copy_from_slice(&acc[a * d..(a + 1) * d]);
-                    }
-                }
-                dispatch(BandTile {
-                    pk: &pk,
-                    plan,
-                    i0,
-                    st,
-                    out: o,
+        if band {
+            let rows = BAND_ROWS * (n / BAND_ROWS / tasks).clamp(1, 16);
+            let has_groups = plan.k.is_some();
+            out.par_chunks_mut(rows * d)
+                .zip(m.par_chunks(rows))
+                .zip(l.par_chunks(rows))
+                .enumerate()
+                .for_each_init(Scratch::default, |scratch, (t, ((o, m), l))| {
+                    dispatch(BandTask {
+                        src: &src,
+                        plan,
+                        i0: t * rows,
+                        out: o,
+                        state: has_groups.then_some((m, l)),
+                        scratch,
+                    })
                 });
-            });
+        }
         Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
     }
 }
-
-/// Group-pass results in permuted order: running max, running sum, accumulator (`n × d`), and
-/// the permuted position of each token.
-type GroupStates = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<usize>);
 
 /// The plan of `p`, or [`KernelError::Unsupported`].
 fn plan(p: &Pattern) -> Result<Plan, KernelError> {

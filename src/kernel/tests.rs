@@ -100,6 +100,34 @@ fn larger_sizes_and_head_dims() {
 }
 
 #[test]
+fn permuted_tasks_of_many_tiles_match_reference() {
+    // Long enough that a band task holds several 16-row tiles and a residue group is split
+    // over several tasks; every task packs its own Q and Kᵀ.
+    let n = 1100;
+    let qkv = generate(InputKind::Random { seed: 7 }, n, 24);
+    let params = [
+        PatternParams::new(PatternKind::Sparse, n)
+            .stride(64)
+            .window(32),
+        PatternParams::new(PatternKind::Sparse, n)
+            .stride(5)
+            .window(12)
+            .causal(true),
+        PatternParams::new(PatternKind::Local, n).window(40),
+        PatternParams::new(PatternKind::Dense, n),
+        PatternParams::new(PatternKind::Dense, n).causal(true),
+        PatternParams::new(PatternKind::Atrous, n).stride(3),
+        PatternParams::new(PatternKind::Strided, n).stride(32),
+    ];
+    for p in params {
+        let p = p.build().expect("valid pattern");
+        let got = run_kernel(KernelKind::Permuted, &p, &qkv, None, 64).unwrap();
+        let err = max_rel_err(&got, &reference(&p, &qkv, None));
+        assert!(err < 1e-4, "{}: rel err {err}", p.label());
+    }
+}
+
+#[test]
 fn tiny_inputs() {
     for (n, d) in [(1, 1), (1, 7), (5, 1), (2, 3)] {
         let qkv = generate(InputKind::Random { seed: 9 }, n, d);
