@@ -6,7 +6,7 @@
 //! row, so building all masks of a block row costs O(its nnz + its tiles · B)), and an empty
 //! tile is never touched.
 
-use super::engine::{chunk, chunks, dispatch, range_word, Arith, Packed, TileState, Work};
+use super::engine::{chunk, chunks, dispatch, range_word, Arith, Cells, Packed, TileState, Work};
 use super::{block_cells, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::{BlockKind, BlockLayout, Pattern};
@@ -57,7 +57,7 @@ impl Work for BlockRow<'_, '_, '_> {
             let j1 = ((bj + 1) * b).min(n);
             for (ja, lo, hi) in chunks(j0, j1) {
                 if kind == BlockKind::Full {
-                    chunk::<A>(self.pk, &mut st, rows.start, ja, lo, hi, None, false);
+                    chunk::<A>(self.pk, &mut st, rows.start, ja, lo, hi, None, Cells::Chunk);
                     continue;
                 }
                 for (r, w) in words.iter_mut().enumerate() {
@@ -82,7 +82,7 @@ impl Work for BlockRow<'_, '_, '_> {
                     lo,
                     hi,
                     Some(&words),
-                    false,
+                    Cells::Chunk,
                 );
             }
         }

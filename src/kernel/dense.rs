@@ -6,7 +6,9 @@
 //! allowed keys (from [`Pattern::row_keys`]) and then does the same work, sending every cell
 //! through the mask select, as a framework does with a boolean mask.
 
-use super::engine::{chunk, chunks, dispatch, Arith, Packed, TileState, Work, CHUNK, TILE_ROWS};
+use super::engine::{
+    chunk, chunks, dispatch, Arith, Cells, Packed, TileState, Work, CHUNK, TILE_ROWS,
+};
 use super::{AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::Pattern;
@@ -39,12 +41,21 @@ impl Work for DenseTile<'_, '_, '_> {
         let mut words = vec![0u64; rows];
         for (ja, lo, hi) in chunks(0, self.pk.n) {
             match self.mask {
-                None => chunk::<A>(self.pk, &mut st, self.i0, ja, lo, hi, None, false),
+                None => chunk::<A>(self.pk, &mut st, self.i0, ja, lo, hi, None, Cells::Chunk),
                 Some((bits, per_row)) => {
                     for (r, w) in words.iter_mut().enumerate() {
                         *w = bits[r * per_row + ja / CHUNK];
                     }
-                    chunk::<A>(self.pk, &mut st, self.i0, ja, lo, hi, Some(&words), true)
+                    chunk::<A>(
+                        self.pk,
+                        &mut st,
+                        self.i0,
+                        ja,
+                        lo,
+                        hi,
+                        Some(&words),
+                        Cells::AlwaysMask,
+                    )
                 }
             }
         }

@@ -375,8 +375,7 @@ impl TileState {
 ///
 /// `q_row0` is the first row of the tile in `pk.qs`. `words[r]` (if given) has bit `x` set
 /// when tile row `r` may see key `ja + x`; cells outside `[lo, hi)` are always masked.
-/// With `always_mask` every cell goes through the mask select even when all are allowed
-/// (what a framework does with a boolean mask).
+/// `cells` says which cells are computed (see [`Cells`]).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn chunk<A: Arith>(
@@ -387,11 +386,12 @@ pub(crate) fn chunk<A: Arith>(
     lo: usize,
     hi: usize,
     words: Option<&[u64]>,
-    always_mask: bool,
+    cells: Cells,
 ) {
+    let always_mask = cells == Cells::AlwaysMask;
     debug_assert!(ja % PANEL == 0 && ja <= lo && lo < hi && hi <= ja + CHUNK && hi <= pk.n);
-    let np = (hi - ja).div_ceil(PANEL);
     let groups = st.rows.div_ceil(GROUP);
+    let range = range_word(ja, lo, hi);
     for g in 0..groups {
         let bits = words.map(|w| {
             let mut b = [0u64; GROUP];
@@ -400,12 +400,32 @@ pub(crate) fn chunk<A: Arith>(
             }
             b
         });
+        // Narrow: only the keys some of the 4 rows allow, from the panel of the first to the
+        // last (a band's edge group skips whole panels and part of its P V), nothing when
+        // there is none. Exact: a chunk with no allowed key leaves (m, l, acc) unchanged.
+        let (mut gja, mut glo, mut ghi) = (ja, lo, hi);
+        let mut bits = bits;
+        if let (Some(b), Cells::Narrow) = (bits, cells) {
+            let any = (b[0] | b[1] | b[2] | b[3]) & range;
+            if any == 0 {
+                continue;
+            }
+            let first = any.trailing_zeros() as usize;
+            let shift = first / PANEL * PANEL;
+            (gja, glo, ghi) = (
+                ja + shift,
+                ja + first,
+                ja + 64 - any.leading_zeros() as usize,
+            );
+            bits = Some(b.map(|w| w >> shift));
+        }
+        let np = (ghi - gja).div_ceil(PANEL);
         let args = GroupArgs {
             pk,
             q_row: q_row0 + g * GROUP,
-            ja,
-            lo,
-            hi,
+            ja: gja,
+            lo: glo,
+            hi: ghi,
             bits,
             always_mask,
         };
@@ -433,6 +453,19 @@ pub(crate) fn chunk<A: Arith>(
             _ => group::<A, 4>(&args, m, l, acc),
         }
     }
+}
+
+/// Which cells of a chunk [`chunk`] computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cells {
+    /// All of them for every group of 4 rows, masking only where the words say so.
+    Chunk,
+    /// All of them, every cell through the mask select even when all are allowed (what a
+    /// framework does with a boolean mask).
+    AlwaysMask,
+    /// Per group of 4 rows, the keys from the panel of the first key the rows allow to the last
+    /// one; none when they allow none. For band tiles, whose edge groups see a narrower band.
+    Narrow,
 }
 
 /// Arguments of one micro-kernel call.

@@ -17,8 +17,8 @@
 //! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal).
 
 use super::engine::{
-    chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Packed, TileState, Work,
-    LOG2_E, TILE_ROWS,
+    chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Cells, Packed, TileState,
+    Work, GROUP, LOG2_E, TILE_ROWS,
 };
 use super::{AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
@@ -119,11 +119,15 @@ impl Plan {
                 total += ((m1 - m0) * self.group_keys(size, m1)) as u64;
             }
         }
+        // Band tiles are narrowed per group of 4 rows (`Cells::Narrow`): the rows' union of
+        // keys, which is one interval. Tiles start at multiples of BAND_ROWS, so groups at
+        // multiples of GROUP.
         if self.w.is_some() {
-            for i0 in (0..self.n).step_by(BAND_ROWS) {
-                let i1 = (i0 + BAND_ROWS).min(self.n);
-                let (j0, j1) = self.band_keys(i0, i1);
-                total += ((i1 - i0) * (j1 - j0)) as u64;
+            for a in (0..self.n).step_by(GROUP) {
+                let last = (a + GROUP).min(self.n) - 1;
+                let (j0, _) = self.band_keys(a, a + 1);
+                let (_, j1) = self.band_keys(last, last + 1);
+                total += ((last + 1 - a) * (j1 - j0)) as u64;
             }
         }
         total
@@ -299,7 +303,7 @@ impl Work for GroupTask<'_, '_> {
                     *w = word;
                 }
                 let mask = if all { None } else { Some(&*words) };
-                chunk::<A>(&pk, &mut st, t0 - m0, ja, lo, hi, mask, false);
+                chunk::<A>(&pk, &mut st, t0 - m0, ja, lo, hi, mask, Cells::Chunk);
             }
             for x in 0..rows {
                 // SAFETY: token r + k · (t0 + x) belongs to this task only (see `TokenRows`).
@@ -372,7 +376,7 @@ impl Work for BandTask<'_, '_> {
                     *word = y;
                 }
                 let mask = if all { None } else { Some(&*words) };
-                chunk::<A>(&pk, &mut st, t0 - i0, ja, lo, hi, mask, false);
+                chunk::<A>(&pk, &mut st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
             }
             st.finish(o, d);
         }

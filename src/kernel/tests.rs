@@ -293,14 +293,15 @@ fn executed_cells_follow_spec() {
     assert_eq!(executed_cells(KernelKind::Block, &p, 32), bs.cells_visited);
     let perm = executed_cells(KernelKind::Permuted, &p, 64);
     assert!(perm >= p.nnz() && perm < 90_000, "{perm}");
-    // local(2), n = 64: 4 band tiles of 16 rows, keys [i0 − 2, i0 + 18) ∩ [0, 64).
+    // local(2), n = 64: 16 groups of 4 rows, each computing the union of its rows' keys,
+    // [a − 2, a + 6) ∩ [0, 64): 6 keys for the first and last group, 8 for the others.
     let l = PatternParams::new(PatternKind::Local, 64)
         .window(2)
         .build()
         .unwrap();
     assert_eq!(
         executed_cells(KernelKind::Permuted, &l, 64),
-        16 * (18 + 20 + 20 + 18)
+        4 * (6 + 14 * 8 + 6)
     );
     let fixed = PatternParams::new(PatternKind::Fixed, 10)
         .stride(4)
