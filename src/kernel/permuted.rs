@@ -35,6 +35,9 @@ pub(crate) struct Permuted;
 /// much wider than one row's band `2w + 1`.
 const BAND_ROWS: usize = 16;
 
+/// Largest residue group whose V rows the group pass reads in place (larger ones are copied).
+const IN_PLACE_V_KEYS: usize = 512;
+
 /// How a pattern splits into a band and residue groups.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -143,26 +146,27 @@ struct Src<'a> {
     f: f32,
 }
 
-/// Per-worker buffers, reused from task to task: the task's packed Q and Kᵀ, a tile state and
-/// the mask words of a tile.
+/// Per-worker buffers, reused from task to task: the task's packed Q, Kᵀ (and V of a large
+/// group), a tile state and the mask words of a tile.
 #[derive(Default)]
 struct Scratch {
     q: Vec<f32>,
     kt: Vec<f32>,
+    v: Vec<f32>,
     st: Option<TileState>,
     words: Vec<u64>,
 }
 
 impl Scratch {
-    /// The packed Q and Kᵀ as a [`Packed`] of `n` keys with values read in place from `v`,
-    /// one row every `v_stride` floats.
-    fn take<'a>(&mut self, n: usize, d: usize, v: &'a [f32], v_stride: usize) -> Packed<'a> {
+    /// The packed Q and Kᵀ as a [`Packed`] of `n` keys with values `v`, one row every
+    /// `v_stride` floats.
+    fn take<'a>(&mut self, n: usize, d: usize, v: Cow<'a, [f32]>, v_stride: usize) -> Packed<'a> {
         Packed {
             n,
             d,
             qs: std::mem::take(&mut self.q),
             kt: std::mem::take(&mut self.kt),
-            v: Cow::Borrowed(v),
+            v,
             v_stride,
         }
     }
@@ -171,6 +175,9 @@ impl Scratch {
     fn give(&mut self, pk: Packed<'_>) {
         self.q = pk.qs;
         self.kt = pk.kt;
+        if let Cow::Owned(v) = pk.v {
+            self.v = v;
+        }
     }
 }
 
@@ -273,9 +280,21 @@ impl Work for GroupTask<'_, '_> {
             (0..keys).map(|j| r + k * j),
             keys,
         );
-        // V of the group is read in place: rows r, r + k, r + 2k, …
-        let v_end = ((r + k * (keys.max(1) - 1)) + 1) * d;
-        let pk = scratch.take(keys, d, &src.v[r * d..v_end], k * d);
+        // V of the group, rows r, r + k, r + 2k, …: read in place while they span few pages
+        // (every 4 query rows read all of them); copied once for a large group, whose rows
+        // k · d floats apart would each need their own TLB entry on every pass.
+        let pk = if keys <= IN_PLACE_V_KEYS {
+            let v_end = ((r + k * (keys.max(1) - 1)) + 1) * d;
+            scratch.take(keys, d, Cow::Borrowed(&src.v[r * d..v_end]), k * d)
+        } else {
+            let mut v = std::mem::take(&mut scratch.v);
+            v.clear();
+            for j in 0..keys {
+                let i = r + k * j;
+                v.extend_from_slice(&src.v[i * d..(i + 1) * d]);
+            }
+            scratch.take(keys, d, Cow::Owned(v), d)
+        };
         let mut st = scratch.st.take().unwrap_or_else(|| TileState::new(0, d));
         let e = plan.excluded();
         let causal = plan.causal;
@@ -347,7 +366,7 @@ impl Work for BandTask<'_, '_> {
         let (base, end) = plan.band_keys(i0, i1);
         gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end, end - base);
-        let pk = scratch.take(end - base, d, &src.v[base * d..end * d], d);
+        let pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
         let mut st = scratch.st.take().unwrap_or_else(|| TileState::new(0, d));
         let w = plan.w.unwrap_or(0);
         let causal = plan.causal;
