@@ -168,6 +168,42 @@ fn save_png_writes_the_mask_pixels() {
 }
 
 #[test]
+fn without_a_file_dialog_saves_go_to_a_folder_and_a_window_says_where() {
+    // What the app does once rfd has answered "cancel" at once (no portal, no zenity):
+    // files go to a folder under their default names, never over an existing file.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("mask.png"), b"keep me").unwrap();
+    let notice = attnscope::app::dialogs::Notice::default();
+    let picker =
+        attnscope::app::dialogs::folder_picker(dir.path().to_path_buf(), Some(notice.clone()));
+    let mut h = harness(Settings::default(), picker);
+    h.state_mut().shared.dialog_notice = notice;
+    settle(&mut h);
+    assert!(!has_label(&h, "No file dialog"));
+    h.get_by_label("Save PNG…").click();
+    let path = dir.path().join("mask-2.png");
+    wait_for(&path, &mut h);
+    assert_eq!(
+        std::fs::read(dir.path().join("mask.png")).unwrap(),
+        b"keep me"
+    );
+    assert_eq!(image::open(&path).expect("png").width(), 64 * 4);
+    assert!(has_label(&h, "No file dialog"), "the notice window is open");
+    let shown = path.display().to_string();
+    let names_it =
+        |v: &str| v.contains("No file dialog is available") && v.contains(shown.as_str());
+    assert_eq!(
+        h.query_all_by(|n| n.value().is_some_and(|v| names_it(&v)))
+            .count(),
+        1,
+        "the window names {shown}"
+    );
+    h.get_by_label("OK").click();
+    h.run_steps(3);
+    assert!(!has_label(&h, "No file dialog"), "OK closes the window");
+}
+
+#[test]
 fn save_npy_writes_a_bool_matrix() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut h = harness(Settings::default(), picker_to(dir.path()));

@@ -10,6 +10,7 @@
 mod attention;
 pub mod compute;
 mod controls;
+pub mod dialogs;
 mod export;
 mod kernels;
 mod masks;
@@ -84,44 +85,6 @@ pub enum FileRequest {
 
 /// Picks a file for a request; `None` when the user cancels. Replaceable for tests.
 pub type FilePicker = Box<dyn FnMut(FileRequest) -> Option<PathBuf>>;
-
-/// The native file dialogs (rfd).
-pub fn native_picker() -> FilePicker {
-    Box::new(|req| {
-        let d = rfd::FileDialog::new();
-        match req {
-            FileRequest::SaveMaskPng => d
-                .add_filter("PNG image", &["png"])
-                .set_file_name("mask.png")
-                .save_file(),
-            FileRequest::SaveMaskNpy => d
-                .add_filter("NumPy array", &["npy"])
-                .set_file_name("mask.npy")
-                .save_file(),
-            FileRequest::SaveScreenshot => d
-                .add_filter("PNG image", &["png"])
-                .set_file_name("attnscope.png")
-                .save_file(),
-            FileRequest::OpenNpy(which) => d
-                .add_filter("NumPy array", &["npy"])
-                .set_title(format!("Load {which} (.npy, shape (n, d))"))
-                .pick_file(),
-            FileRequest::SaveViewPng(title) => d
-                .add_filter("PNG image", &["png"])
-                .set_file_name(format!(
-                    "attnscope-{}.png",
-                    title.to_lowercase().replace(' ', "-")
-                ))
-                .save_file(),
-            FileRequest::SaveFile(name) => {
-                let ext = name.rsplit('.').next().unwrap_or("");
-                d.add_filter(ext.to_uppercase(), &[ext])
-                    .set_file_name(name)
-                    .save_file()
-            }
-        }
-    })
-}
 
 /// A message shown in the status bar.
 #[derive(Clone, Debug, PartialEq)]
@@ -246,6 +209,8 @@ pub struct Shared {
     pub textures: textures::TextureStore,
     /// Where the open view lies in the window, in points.
     pub view_rect: Option<egui::Rect>,
+    /// Why no file dialog appeared and where files went instead (shown until dismissed).
+    pub dialog_notice: dialogs::Notice,
 }
 
 impl Shared {
@@ -333,7 +298,11 @@ impl AttnApp {
         if let Some(b) = args.pattern.rest.block {
             settings.block = b;
         }
-        Self::with_settings(&cc.egui_ctx, settings, native_picker())
+        let notice = dialogs::Notice::default();
+        let picker = dialogs::native_picker(notice.clone());
+        let mut app = Self::with_settings(&cc.egui_ctx, settings, picker);
+        app.shared.dialog_notice = notice;
+        app
     }
 
     /// Creates the app with these settings and file dialogs (tests inject a picker).
@@ -364,6 +333,7 @@ impl AttnApp {
             show_timings: true,
             textures: textures::TextureStore::new(ctx),
             view_rect: None,
+            dialog_notice: dialogs::Notice::default(),
         };
         Self {
             shared,
@@ -476,6 +446,27 @@ impl AttnApp {
                 }
             }
         });
+    }
+
+    /// Says why no file dialog appeared and where the file went, until "OK" is clicked.
+    fn dialog_notice_window(&mut self, ctx: &egui::Context) {
+        let Some(text) = self.shared.dialog_notice.borrow().clone() else {
+            return;
+        };
+        let mut dismissed = false;
+        egui::Window::new("No file dialog")
+            .collapsible(false)
+            .resizable(false)
+            .default_width(460.0)
+            .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+            .show(ctx, |ui| {
+                ui.label(text);
+                ui.add_space(6.0);
+                dismissed = ui.button("OK").clicked();
+            });
+        if dismissed {
+            *self.shared.dialog_notice.borrow_mut() = None;
+        }
     }
 
     fn help_window(&mut self, ctx: &egui::Context) {
@@ -660,6 +651,7 @@ impl eframe::App for AttnApp {
             }
         }
         self.help_window(&ctx);
+        self.dialog_notice_window(&ctx);
         self.shared.frame_ms = t0.elapsed().as_secs_f64() * 1e3;
     }
 

@@ -1,0 +1,190 @@
+//! File dialogs: the native ones (rfd asks xdg-desktop-portal, then zenity), and a fallback
+//! for desktops that have neither, so that no Save or Load button silently does nothing.
+//!
+//! Without a dialog, rfd logs an error and answers as if the user had cancelled. The app tells
+//! the two apart by time: a dialog a person cancels stays open far longer than
+//! [`NO_DIALOG_WITHIN`], a missing one answers at once. From then on files go to a folder
+//! (the current one, or `ATTNSCOPE_SAVE_DIR`) under their default names, never over an existing
+//! file, and a [`Notice`] tells the user where.
+
+use super::{FilePicker, FileRequest};
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// A message for the user about the file dialogs, shown in a window until dismissed.
+pub type Notice = Rc<RefCell<Option<String>>>;
+
+/// An empty answer faster than this means no dialog was shown.
+pub const NO_DIALOG_WITHIN: Duration = Duration::from_millis(300);
+
+/// The environment variable naming a folder to save into without asking.
+pub const SAVE_DIR_VAR: &str = "ATTNSCOPE_SAVE_DIR";
+
+/// The file name a request suggests (what the native dialog offers first).
+pub fn default_name(req: FileRequest) -> String {
+    match req {
+        FileRequest::SaveMaskPng => "mask.png".into(),
+        FileRequest::SaveMaskNpy => "mask.npy".into(),
+        FileRequest::SaveScreenshot => "attnscope.png".into(),
+        FileRequest::OpenNpy(which) => format!("{}.npy", which.to_lowercase()),
+        FileRequest::SaveViewPng(title) => {
+            format!("attnscope-{}.png", title.to_lowercase().replace(' ', "-"))
+        }
+        FileRequest::SaveFile(name) => name.into(),
+    }
+}
+
+/// `dir/name`, or `dir/stem-2.ext`, `dir/stem-3.ext`, … : the first that does not exist.
+pub fn unused_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) => (s, format!(".{e}")),
+        None => (name, String::new()),
+    };
+    (2..)
+        .map(|i| dir.join(format!("{stem}-{i}{ext}")))
+        .find(|p| !p.exists())
+        .expect("some numbered name is free")
+}
+
+/// Answers without a dialog: a save goes to a new file in `dir` named after the request; a
+/// load reads `q.npy`, `k.npy`, `v.npy` from `dir` (a missing file is reported by the loader).
+/// With a `notice`, every answer also says why no dialog appeared and where the file is.
+pub fn folder_picker(dir: PathBuf, notice: Option<Notice>) -> FilePicker {
+    Box::new(move |req| {
+        let name = default_name(req);
+        let (path, what) = match req {
+            FileRequest::OpenNpy(which) => {
+                let p = dir.join(&name);
+                let what = format!("{which} is read from {}", p.display());
+                (p, what)
+            }
+            _ => {
+                let p = unused_path(&dir, &name);
+                let what = format!("Saved as {}", p.display());
+                (p, what)
+            }
+        };
+        if let Some(n) = &notice {
+            *n.borrow_mut() = Some(format!(
+                "{what}.\n\nNo file dialog is available on this desktop (attnscope asks \
+                 xdg-desktop-portal, then zenity; install either to choose where files go). \
+                 Saves go to {} under their default names, never over an existing file, and \
+                 \"Load Q, K, V…\" reads q.npy, k.npy and v.npy from there. Set {SAVE_DIR_VAR} \
+                 to use another folder.",
+                dir.display()
+            ));
+        }
+        Some(path)
+    })
+}
+
+/// Asks rfd for a path, with the request's filter and default name.
+fn rfd_dialog(req: FileRequest) -> Option<PathBuf> {
+    let d = rfd::FileDialog::new();
+    let name = default_name(req);
+    match req {
+        FileRequest::OpenNpy(which) => d
+            .add_filter("NumPy array", &["npy"])
+            .set_title(format!("Load {which} (.npy, shape (n, d))"))
+            .pick_file(),
+        FileRequest::SaveMaskNpy => d
+            .add_filter("NumPy array", &["npy"])
+            .set_file_name(name)
+            .save_file(),
+        FileRequest::SaveFile(n) => {
+            let ext = n.rsplit('.').next().unwrap_or("");
+            d.add_filter(ext.to_uppercase(), &[ext])
+                .set_file_name(name)
+                .save_file()
+        }
+        _ => d
+            .add_filter("PNG image", &["png"])
+            .set_file_name(name)
+            .save_file(),
+    }
+}
+
+/// Whether a `zenity` program is on `PATH` (rfd's fallback when no portal answers).
+fn zenity_on_path() -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("zenity").is_file()))
+}
+
+/// The app's file dialogs: native ones, or straight to `ATTNSCOPE_SAVE_DIR` when it is set,
+/// or to the current folder (with a `notice`) once it is clear that no dialog can appear.
+pub fn native_picker(notice: Notice) -> FilePicker {
+    let cwd = || std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    if let Some(dir) = std::env::var_os(SAVE_DIR_VAR).filter(|d| !d.is_empty()) {
+        return folder_picker(PathBuf::from(dir), None);
+    }
+    let mut fallback = folder_picker(cwd(), Some(notice));
+    let mut no_dialog = false;
+    Box::new(move |req| {
+        if !no_dialog {
+            let t0 = Instant::now();
+            let got = rfd_dialog(req);
+            if got.is_some() || t0.elapsed() >= NO_DIALOG_WITHIN || zenity_on_path() {
+                return got;
+            }
+            no_dialog = true;
+        }
+        fallback(req)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unused_path_never_names_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            unused_path(dir.path(), "mask.png"),
+            dir.path().join("mask.png")
+        );
+        std::fs::write(dir.path().join("mask.png"), b"x").unwrap();
+        assert_eq!(
+            unused_path(dir.path(), "mask.png"),
+            dir.path().join("mask-2.png")
+        );
+        std::fs::write(dir.path().join("mask-2.png"), b"x").unwrap();
+        assert_eq!(
+            unused_path(dir.path(), "mask.png"),
+            dir.path().join("mask-3.png")
+        );
+        std::fs::write(dir.path().join("README"), b"x").unwrap();
+        assert_eq!(
+            unused_path(dir.path(), "README"),
+            dir.path().join("README-2")
+        );
+    }
+
+    #[test]
+    fn folder_picker_names_files_after_the_request_and_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let notice = Notice::default();
+        let mut pick = folder_picker(dir.path().to_path_buf(), Some(notice.clone()));
+        let p = pick(FileRequest::SaveViewPng("Receptive field")).unwrap();
+        assert_eq!(p, dir.path().join("attnscope-receptive-field.png"));
+        let text = notice.borrow().clone().expect("a notice");
+        assert!(text.contains("No file dialog"), "{text}");
+        assert!(text.contains(&p.display().to_string()), "{text}");
+        assert_eq!(
+            pick(FileRequest::OpenNpy("K")).unwrap(),
+            dir.path().join("k.npy")
+        );
+        assert_eq!(
+            pick(FileRequest::SaveFile("sweep.csv")).unwrap(),
+            dir.path().join("sweep.csv")
+        );
+        let mut quiet = folder_picker(dir.path().to_path_buf(), None);
+        assert!(quiet(FileRequest::SaveMaskNpy).is_some());
+    }
+}
