@@ -821,24 +821,39 @@ impl View for ReachView {
             .min(avail.y - 60.0)
             .max(160.0);
         ui.horizontal_top(|ui| {
-            ui.vertical(|ui| {
-                ui.set_width(side);
-                self.heatmap(ui, side, &mut shared.textures);
-            });
-            ui.separator();
-            ui.vertical(|ui| {
-                // Scrolls when a long schedule does not fit (large-font mode, small windows).
-                egui::ScrollArea::vertical()
-                    .id_salt("reach-side")
-                    .show(ui, |ui| {
-                        let chart_h = (avail.y * 0.45).max(160.0);
-                        self.chart(ui, chart_h);
-                        ui.separator();
-                        self.schedule_editor(ui, shared);
-                        ui.separator();
-                        self.exports(ui, shared);
-                    });
-            });
+            let left = ui
+                .vertical(|ui| {
+                    ui.set_width(side);
+                    self.heatmap(ui, side, &mut shared.textures);
+                })
+                .response
+                .rect;
+            // A line only as tall as the columns (a `separator` here would span the whole
+            // panel, and "Save view PNG" could not crop the empty part below the content).
+            let gap = ui.spacing().item_spacing.x;
+            let line_x = ui.cursor().left() + gap * 0.5;
+            ui.add_space(gap);
+            let right = ui
+                .vertical(|ui| {
+                    // Scrolls when a long schedule does not fit (large-font mode, small windows).
+                    egui::ScrollArea::vertical()
+                        .id_salt("reach-side")
+                        .show(ui, |ui| {
+                            let chart_h = (avail.y * 0.45).max(160.0);
+                            self.chart(ui, chart_h);
+                            ui.separator();
+                            self.schedule_editor(ui, shared);
+                            ui.separator();
+                            self.exports(ui, shared);
+                        });
+                })
+                .response
+                .rect;
+            ui.painter().vline(
+                line_x,
+                left.top()..=left.bottom().max(right.bottom()),
+                ui.visuals().widgets.noninteractive.bg_stroke,
+            );
         });
     }
 }
