@@ -4,7 +4,7 @@
 //! Layout. Q is pre-multiplied by `scale · log2(e)` (so softmax can use `exp2`) and padded to a
 //! multiple of [`GROUP`] rows. K is packed transposed in panels of [`PANEL`] keys: panel `p`
 //! holds `Kᵀ[:, 16p .. 16p+16]` as `d` rows of 16 floats, zero-padded past `n`. V stays
-//! row-major `(n, d)`.
+//! row-major: row `j` at `j · v_stride` (the input's rows, or every k-th of them).
 //!
 //! Micro-kernel. For [`GROUP`] = 4 query rows and a chunk of up to [`CHUNK`] = 64 keys (4
 //! panels) starting at a panel boundary `ja`, it computes the 4 × 64 score tile
@@ -178,11 +178,11 @@ pub(crate) fn exp2(x: f32) -> f32 {
 
 /// Q, K, V prepared for the tile engine (see the module docs for the layout).
 pub(crate) struct Packed<'a> {
-    /// Sequence length.
+    /// Keys (the sequence length when the whole input is packed).
     pub n: usize,
     /// Head dimension.
     pub d: usize,
-    /// Q · scale · log2(e), `(n + GROUP) × d`, padding rows zero.
+    /// Q · scale · log2(e), `(query rows + GROUP) × d`, padding rows zero.
     pub qs: Vec<f32>,
     /// Kᵀ in panels of [`PANEL`] keys, `ceil(n / PANEL) · d · PANEL` floats.
     pub kt: Vec<f32>,
@@ -311,6 +311,7 @@ pub(crate) fn gather_kt<A: Arith>(
 }
 
 /// Running softmax state and output accumulator of one query tile.
+#[derive(Default)]
 pub(crate) struct TileState {
     /// Rows of the tile (≤ [`TILE_ROWS`]); the buffers are padded to a multiple of [`GROUP`].
     pub rows: usize,
@@ -393,7 +394,7 @@ pub(crate) fn chunk<A: Arith>(
     let groups = st.rows.div_ceil(GROUP);
     let range = range_word(ja, lo, hi);
     for g in 0..groups {
-        let bits = words.map(|w| {
+        let mut bits = words.map(|w| {
             let mut b = [0u64; GROUP];
             for (r, slot) in b.iter_mut().enumerate() {
                 *slot = w.get(g * GROUP + r).copied().unwrap_or(0);
@@ -404,9 +405,8 @@ pub(crate) fn chunk<A: Arith>(
         // last (a band's edge group skips whole panels and part of its P V), nothing when
         // there is none. Exact: a chunk with no allowed key leaves (m, l, acc) unchanged.
         let (mut gja, mut glo, mut ghi) = (ja, lo, hi);
-        let mut bits = bits;
         if let (Some(b), Cells::Narrow) = (bits, cells) {
-            let any = (b[0] | b[1] | b[2] | b[3]) & range;
+            let any = b.iter().fold(0, |a, &w| a | w) & range;
             if any == 0 {
                 continue;
             }
@@ -415,7 +415,7 @@ pub(crate) fn chunk<A: Arith>(
             (gja, glo, ghi) = (
                 ja + shift,
                 ja + first,
-                ja + 64 - any.leading_zeros() as usize,
+                ja + CHUNK - any.leading_zeros() as usize,
             );
             bits = Some(b.map(|w| w >> shift));
         }

@@ -31,8 +31,8 @@ use std::marker::PhantomData;
 /// The permuted band + residue-group kernel.
 pub(crate) struct Permuted;
 
-/// Query rows per band-pass task: small, so that a tile's key range `[i0 − w, i1 + w)` is not
-/// much wider than one row's band `2w + 1`.
+/// Query rows per band-pass tile (a task holds 1 … 16 tiles): small, so that a tile's key
+/// range `[i0 − w, i1 + w)` is not much wider than one row's band `2w + 1`.
 const BAND_ROWS: usize = 16;
 
 /// Largest residue group whose V rows the group pass reads in place (larger ones are copied).
@@ -83,19 +83,13 @@ impl Plan {
         }
     }
 
-    /// Residue groups: `(start in permuted order, size)` for residues `0 .. min(k, n)`.
-    fn groups(&self) -> Vec<(usize, usize)> {
+    /// Sizes of the residue groups `0 .. min(k, n)` (group `r` holds tokens `r, r + k, …`).
+    fn group_sizes(&self) -> Vec<usize> {
         let Some(k) = self.k else {
             return Vec::new();
         };
-        let mut start = 0;
         (0..k.min(self.n))
-            .map(|r| {
-                let size = (self.n - r).div_ceil(k);
-                let g = (start, size);
-                start += size;
-                g
-            })
+            .map(|r| (self.n - r).div_ceil(k))
             .collect()
     }
 
@@ -116,7 +110,7 @@ impl Plan {
     /// Score cells both passes compute.
     fn cells(&self) -> u64 {
         let mut total = 0u64;
-        for (_, size) in self.groups() {
+        for size in self.group_sizes() {
             for m0 in (0..size).step_by(TILE_ROWS) {
                 let m1 = (m0 + TILE_ROWS).min(size);
                 total += ((m1 - m0) * self.group_keys(size, m1)) as u64;
@@ -153,7 +147,7 @@ struct Scratch {
     q: Vec<f32>,
     kt: Vec<f32>,
     v: Vec<f32>,
-    st: Option<TileState>,
+    st: TileState,
     words: Vec<u64>,
 }
 
@@ -243,7 +237,8 @@ impl<'a> TokenRows<'a> {
 /// A group-pass task: rows `[m0, m1)` of residue group `r` (size `size`) against the group's
 /// keys. It gathers its own Q rows and the group's Kᵀ (rows strided by k in the input) into the
 /// worker's scratch, so the permuted copies are small and used while still in cache; V is read
-/// in place with a row stride of k · d.
+/// in place with a row stride of k · d, or copied for a group of more than
+/// [`IN_PLACE_V_KEYS`] keys.
 struct GroupTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
@@ -284,7 +279,8 @@ impl Work for GroupTask<'_, '_> {
         // (every 4 query rows read all of them); copied once for a large group, whose rows
         // k · d floats apart would each need their own TLB entry on every pass.
         let pk = if keys <= IN_PLACE_V_KEYS {
-            let v_end = ((r + k * (keys.max(1) - 1)) + 1) * d;
+            // keys ≥ 1: every task has rows m0 < m1, and a group's keys reach at least m1.
+            let v_end = (r + k * (keys - 1) + 1) * d;
             scratch.take(keys, d, Cow::Borrowed(&src.v[r * d..v_end]), k * d)
         } else {
             let mut v = std::mem::take(&mut scratch.v);
@@ -295,7 +291,7 @@ impl Work for GroupTask<'_, '_> {
             }
             scratch.take(keys, d, Cow::Owned(v), d)
         };
-        let mut st = scratch.st.take().unwrap_or_else(|| TileState::new(0, d));
+        let st = &mut scratch.st;
         let e = plan.excluded();
         let causal = plan.causal;
         for t0 in (m0..m1).step_by(TILE_ROWS) {
@@ -306,6 +302,7 @@ impl Work for GroupTask<'_, '_> {
             let words = &mut scratch.words[..rows];
             // Group-relative keys; this tile's queries are rows `t0 − m0 ..` of `pk.qs`.
             for (ja, lo, hi) in chunks(0, plan.group_keys(size, t1)) {
+                let range = range_word(ja, lo, hi);
                 let mut all = true;
                 for (x, w) in words.iter_mut().enumerate() {
                     let m = t0 + x;
@@ -316,20 +313,18 @@ impl Work for GroupTask<'_, '_> {
                         (Some(e), false) => (m.saturating_sub(e), m + e + 1, size),
                         (Some(e), true) => (m.saturating_sub(e), m + 1, m + 1),
                     };
-                    let word = range_word(ja, 0, a) | range_word(ja, c, end);
-                    let word = word & range_word(ja, lo, hi);
-                    all &= word == range_word(ja, lo, hi);
+                    let word = (range_word(ja, 0, a) | range_word(ja, c, end)) & range;
+                    all &= word == range;
                     *w = word;
                 }
                 let mask = if all { None } else { Some(&*words) };
-                chunk::<A>(&pk, &mut st, t0 - m0, ja, lo, hi, mask, Cells::Chunk);
+                chunk::<A>(&pk, st, t0 - m0, ja, lo, hi, mask, Cells::Chunk);
             }
             for x in 0..rows {
                 // SAFETY: token r + k · (t0 + x) belongs to this task only (see `TokenRows`).
-                unsafe { dst.put(r + k * (t0 + x), &st, x) };
+                unsafe { dst.put(r + k * (t0 + x), st, x) };
             }
         }
-        scratch.st = Some(st);
         scratch.give(pk);
     }
 }
@@ -343,8 +338,10 @@ struct BandTask<'s, 'a> {
     plan: Plan,
     i0: usize,
     out: &'s mut [f32],
-    /// Running max and sum of the task's rows after the group pass (their `acc` is in `out`).
-    state: Option<(&'s [f32], &'s [f32])>,
+    /// Running max and sum of the task's rows after the group pass (their `acc` is in `out`);
+    /// −∞ and 0 (with `out` zero) when there was none, which is a fresh state.
+    m: &'s [f32],
+    l: &'s [f32],
     scratch: &'s mut Scratch,
 }
 
@@ -358,7 +355,8 @@ impl Work for BandTask<'_, '_> {
             plan,
             i0,
             out,
-            state,
+            m,
+            l,
             scratch,
         } = self;
         let d = src.d;
@@ -367,7 +365,7 @@ impl Work for BandTask<'_, '_> {
         gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end, end - base);
         let pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
-        let mut st = scratch.st.take().unwrap_or_else(|| TileState::new(0, d));
+        let st = &mut scratch.st;
         let w = plan.w.unwrap_or(0);
         let causal = plan.causal;
         for t0 in (i0..i1).step_by(BAND_ROWS) {
@@ -375,31 +373,28 @@ impl Work for BandTask<'_, '_> {
             let rows = t1 - t0;
             let o = &mut out[(t0 - i0) * d..(t1 - i0) * d];
             st.reset(rows, d);
-            if let Some((m, l)) = state {
-                st.m[..rows].copy_from_slice(&m[t0 - i0..t1 - i0]);
-                st.l[..rows].copy_from_slice(&l[t0 - i0..t1 - i0]);
-                st.acc[..rows * d].copy_from_slice(o);
-            }
+            st.m[..rows].copy_from_slice(&m[t0 - i0..t1 - i0]);
+            st.l[..rows].copy_from_slice(&l[t0 - i0..t1 - i0]);
+            st.acc[..rows * d].copy_from_slice(o);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
             // Keys relative to `base`; this tile's queries are rows `t0 − i0 ..` of `pk.qs`.
             let (j0, j1) = plan.band_keys(t0, t1);
             for (ja, lo, hi) in chunks(j0 - base, j1 - base) {
+                let range = range_word(ja, lo, hi);
                 let mut all = true;
                 for (x, word) in words.iter_mut().enumerate() {
                     let i = t0 + x;
                     let hi_i = if causal { i + 1 } else { i + w + 1 };
-                    let y = range_word(ja, i.saturating_sub(w) - base, hi_i - base)
-                        & range_word(ja, lo, hi);
-                    all &= y == range_word(ja, lo, hi);
+                    let y = range_word(ja, i.saturating_sub(w) - base, hi_i - base) & range;
+                    all &= y == range;
                     *word = y;
                 }
                 let mask = if all { None } else { Some(&*words) };
-                chunk::<A>(&pk, &mut st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
+                chunk::<A>(&pk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
             }
             st.finish(o, d);
         }
-        scratch.st = Some(st);
         scratch.give(pk);
     }
 }
@@ -437,10 +432,10 @@ impl AttentionKernel for Permuted {
         // Group pass: leaves every token's (acc, m, l) in `out`, `m`, `l` (or its final row
         // when there is no band).
         if plan.k.is_some() {
-            let groups = plan.groups();
+            let groups = plan.group_sizes();
             let per_group = tasks.div_ceil(groups.len().max(1));
             let mut jobs = Vec::new();
-            for (r, &(_, size)) in groups.iter().enumerate() {
+            for (r, &size) in groups.iter().enumerate() {
                 let rows = size.div_ceil(per_group).div_ceil(TILE_ROWS) * TILE_ROWS;
                 for m0 in (0..size).step_by(rows) {
                     jobs.push((r, size, m0, (m0 + rows).min(size)));
@@ -464,7 +459,6 @@ impl AttentionKernel for Permuted {
         // Band pass in token order, resuming from the group pass's states.
         if band {
             let rows = BAND_ROWS * (n / BAND_ROWS / tasks).clamp(1, 16);
-            let has_groups = plan.k.is_some();
             out.par_chunks_mut(rows * d)
                 .zip(m.par_chunks(rows))
                 .zip(l.par_chunks(rows))
@@ -475,7 +469,8 @@ impl AttentionKernel for Permuted {
                         plan,
                         i0: t * rows,
                         out: o,
-                        state: has_groups.then_some((m, l)),
+                        m,
+                        l,
                         scratch,
                     })
                 });
