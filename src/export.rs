@@ -187,7 +187,9 @@ pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     out
 }
 
-fn png_io(e: png::EncodingError) -> std::io::Error {
+/// A PNG encoder error as an I/O error (the underlying one when there is one, so "No space
+/// left on device" stays that).
+pub(crate) fn png_io(e: png::EncodingError) -> std::io::Error {
     match e {
         png::EncodingError::IoError(e) => e,
         other => std::io::Error::other(other),

@@ -334,7 +334,7 @@ pub fn write_heatmap_png(
     }
     let lut = cmap.lut();
     let fractions = r.fractions();
-    let png_err = |e: png::EncodingError| std::io::Error::other(e.to_string());
+    let png_err = crate::export::png_io;
     crate::export::atomic_write(path, |out| {
         let mut enc = png::Encoder::new(out, w as u32, h as u32);
         enc.set_color(png::ColorType::Rgb);

@@ -47,11 +47,9 @@ fn write_job(job: ExportJob, ctl: &super::worker::Job) -> Option<Result<String, 
             let (image, report) = frame.paint(ctl)?;
             let [w, h] = image.size;
             let mut msg = format!("saved the {title} view ({w}×{h} px) to {}", path.display());
-            if !report.missing_textures.is_empty() {
-                msg += &format!(
-                    " ({} image(s) could not be drawn)",
-                    report.missing_textures.len()
-                );
+            let lost = report.missing_textures.len() + report.callbacks_skipped;
+            if lost > 0 {
+                msg += &format!(" ({lost} image(s) or custom drawing(s) could not be drawn)");
             }
             Some(save_png(&image, &path).map(|()| msg))
         }
@@ -64,7 +62,6 @@ pub struct ExportPanel {
     shots_tx: mpsc::Sender<Result<String, String>>,
     shots_rx: mpsc::Receiver<Result<String, String>>,
     shot_pending: bool,
-    busy_since: Option<std::time::Instant>,
     view_request: Option<PathBuf>,
 }
 
@@ -78,7 +75,6 @@ impl ExportPanel {
             shots_tx,
             shots_rx,
             shot_pending: false,
-            busy_since: None,
             view_request: None,
         }
     }
@@ -107,7 +103,6 @@ impl ExportPanel {
             grid: s.export_grid.then_some(s.block),
         };
         shared.info(format!("writing {} …", path.display()));
-        self.busy_since = Some(std::time::Instant::now());
         self.worker.submit(ExportJob::Mask { params, path, opts });
     }
 
@@ -140,7 +135,6 @@ impl ExportPanel {
     ) {
         let [w, h] = frame.size_px;
         shared.info(format!("drawing the {title} view at {w}×{h} px …"));
-        self.busy_since = Some(std::time::Instant::now());
         self.worker.submit(ExportJob::View {
             frame: Box::new(frame),
             path,
@@ -245,7 +239,6 @@ impl ExportPanel {
     /// Collects finished exports and handles the export shortcuts; call once per frame.
     pub fn after_frame(&mut self, ctx: &egui::Context, shared: &mut Shared) {
         if let Some(r) = self.worker.poll() {
-            self.busy_since = None;
             match r {
                 Ok(m) => shared.info(m),
                 Err(e) => shared.error(e),
@@ -297,7 +290,7 @@ pub fn save_screenshot(image: &egui::ColorImage, path: &std::path::Path) -> Resu
 fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {
     use std::io::Write;
     let [w, h] = image.size;
-    let err = |e: png::EncodingError| std::io::Error::other(e.to_string());
+    let err = crate::export::png_io;
     crate::export::atomic_write(path, |out| {
         let mut enc = png::Encoder::new(out, w as u32, h as u32);
         enc.set_color(png::ColorType::Rgb);

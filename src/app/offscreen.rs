@@ -4,9 +4,10 @@
 //! zoom, theme, zoom factor and open sections are the same) and the same size in points as the
 //! view has on screen, but more pixels per point. Its shapes are tessellated there and painted
 //! on the CPU by [`crate::render::soft`] on the export thread. The result is the view as seen
-//! on screen, sharp at any resolution (text and lines are re-rasterised, not scaled up; mask
-//! images keep the resolution they have on screen, one texel per cell up to n = 1024). The
-//! empty part of the panel below the view's content is left out.
+//! on screen, sharp at any resolution (text and lines are re-rasterised, not scaled up; a view
+//! that offers it, like the Masks maps, redraws its images at the PNG's density through
+//! [`View::sharper_images`]). The empty part of the panel below the view's content is left
+//! out.
 
 use super::worker::Job;
 use super::{Shared, View};

@@ -212,7 +212,7 @@ pub fn chart_curves(shared: &Shared) -> Vec<(String, PatternParams, Vec<LayerSpe
         v.push((
             selected_name(shared),
             selected_params(shared),
-            s.schedule.iter().map(ScheduleRow::spec).collect(),
+            s.layer_specs(),
         ));
     }
     v
@@ -287,7 +287,7 @@ impl ReachView {
         let s = &shared.settings;
         let heat = HeatJob {
             params: selected_params(shared),
-            schedule: s.schedule.iter().map(ScheduleRow::spec).collect(),
+            schedule: s.layer_specs(),
             side: shared.image_side().min(512),
             colormap: s.colormap,
         };
@@ -699,7 +699,7 @@ fn schedule_row(
         .accessible_name(format!("layer {layer} pattern"))
         .on_hover_text("The pattern of this layer");
     let (k_key, w_key) = stride_window_keys(row.kind);
-    if row.takes_stride_or_window() {
+    if k_key.is_some() || w_key.is_some() {
         let keys: Vec<&str> = [k_key, w_key].into_iter().flatten().collect();
         let keys = keys.join(", ");
         let mut own = row.own.is_some();
@@ -710,7 +710,7 @@ fn schedule_row(
                 "Give this layer its own {keys} instead of the controls' (like \
                  {}({}=…) in reach --schedule)",
                 row.kind.name(),
-                keys.split(", ").next().unwrap_or("w")
+                k_key.or(w_key).unwrap_or("w")
             ))
             .changed()
         {

@@ -197,6 +197,11 @@ impl MapId {
 }
 
 impl Settings {
+    /// The layer schedule as reach layer specs (empty: the selected pattern in every layer).
+    pub fn layer_specs(&self) -> Vec<LayerSpec> {
+        self.schedule.iter().map(ScheduleRow::spec).collect()
+    }
+
     /// Stride k used by the seed's three maps (the selected stride, default 4).
     pub fn stride(&self) -> usize {
         self.params.stride.unwrap_or(4)

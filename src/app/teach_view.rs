@@ -249,7 +249,7 @@ impl TeachView {
             } else {
                 sched_params
             },
-            schedule: s.schedule.iter().map(ScheduleRow::spec).collect(),
+            schedule: s.layer_specs(),
         };
         if let Some(w) = &self.worker {
             if self.job.as_ref() != Some(&job) {

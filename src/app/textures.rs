@@ -67,14 +67,4 @@ impl TextureStore {
         }
         out
     }
-
-    /// Number of textures whose pixels are kept.
-    pub fn len(&self) -> usize {
-        self.images.len()
-    }
-
-    /// Whether no texture is kept.
-    pub fn is_empty(&self) -> bool {
-        self.images.is_empty()
-    }
 }

@@ -17,14 +17,6 @@ pub struct Job {
 }
 
 impl Job {
-    /// A job run outside a worker: never cancelled, progress unread.
-    pub fn detached() -> Self {
-        Self {
-            cancel: Arc::new(AtomicBool::new(false)),
-            progress: Arc::new(AtomicU32::new(0)),
-        }
-    }
-
     /// Whether a newer job (or shutdown) asked this one to stop.
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)

@@ -87,13 +87,15 @@ fn accepted(kind: PatternKind) -> String {
 /// The entry keys of `kind`'s stride and window — `k` or `l`; `w` or `wb` — or None where the
 /// pattern takes no such parameter (dense takes neither, local only a window).
 pub fn stride_window_keys(kind: PatternKind) -> (Option<&'static str>, Option<&'static str>) {
-    let key = |field| {
-        keys(kind)
-            .iter()
-            .find(|(_, f, _)| *f == field)
-            .map(|&(k, _, _)| k)
-    };
-    (key(Field::Stride), key(Field::Window))
+    (key_of(kind, Field::Stride), key_of(kind, Field::Window))
+}
+
+/// The key that sets `field` in an entry of `kind`, if `kind` takes it.
+fn key_of(kind: PatternKind, field: Field) -> Option<&'static str> {
+    keys(kind)
+        .iter()
+        .find(|(_, f, _)| *f == field)
+        .map(|&(k, _, _)| k)
 }
 
 /// One layer of a schedule list: a pattern and the parameters its entry gives.
@@ -441,12 +443,6 @@ impl LayerSpec {
             .into_iter()
             .find(|(f, _)| flag.starts_with(f))
             .map(|(_, field)| field)
-        };
-        let key_of = |kind: PatternKind, field: Field| {
-            keys(kind)
-                .iter()
-                .find(|(_, f, _)| *f == field)
-                .map(|&(k, _, _)| k)
         };
         match &source {
             PatternError::Missing { kind, flag, .. } => {

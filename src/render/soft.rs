@@ -38,11 +38,6 @@ impl SoftTextures {
         self.map.extend(other.map);
     }
 
-    /// Whether texture `id` is known.
-    pub fn contains(&self, id: TextureId) -> bool {
-        self.map.contains_key(&id)
-    }
-
     /// Applies the `set` part of one frame's delta: whole images and patches (the font atlas
     /// grows by patches). `free` is ignored: a painter that keeps a texture too long is harmless.
     /// The delta is consumed (egui asserts that no delta is dropped unapplied).
