@@ -62,7 +62,7 @@ pub struct ExportPanel {
     shots_tx: mpsc::Sender<Result<String, String>>,
     shots_rx: mpsc::Receiver<Result<String, String>>,
     shot_pending: bool,
-    view_request: Option<PathBuf>,
+    view_requested: bool,
 }
 
 impl ExportPanel {
@@ -75,7 +75,7 @@ impl ExportPanel {
             shots_tx,
             shots_rx,
             shot_pending: false,
-            view_request: None,
+            view_requested: false,
         }
     }
 
@@ -106,23 +106,15 @@ impl ExportPanel {
         self.worker.submit(ExportJob::Mask { params, path, opts });
     }
 
-    /// Asks where to save the open view as PNG; the app draws it offscreen after this frame
-    /// and hands it to [`Self::save_view`].
-    pub fn request_view(&mut self, shared: &mut Shared) {
-        let title = shared.settings.tab.clone();
-        let title = super::all_views()
-            .iter()
-            .map(|v| v.title())
-            .find(|t| *t == title)
-            .unwrap_or("Masks");
-        if let Some(path) = (shared.picker)(FileRequest::SaveViewPng(title)) {
-            self.view_request = Some(path);
-        }
+    /// Notes that the open view should be saved as PNG: after this frame's view the app asks
+    /// for a path, draws the view offscreen and hands it to [`Self::save_view`].
+    pub fn request_view(&mut self) {
+        self.view_requested = true;
     }
 
-    /// The path of a requested view PNG, once.
-    pub fn take_view_request(&mut self) -> Option<PathBuf> {
-        self.view_request.take()
+    /// Whether a view PNG was requested this frame (once).
+    pub fn take_view_request(&mut self) -> bool {
+        std::mem::take(&mut self.view_requested)
     }
 
     /// Paints and writes a view drawn offscreen, on the export thread.
@@ -226,7 +218,7 @@ impl ExportPanel {
             )
             .clicked()
         {
-            self.request_view(shared);
+            self.request_view();
         }
         if busy {
             ui.horizontal(|ui| {
@@ -268,7 +260,7 @@ impl ExportPanel {
             )
         });
         if view {
-            self.request_view(shared);
+            self.request_view();
         }
         if save {
             self.export_mask(shared, FileRequest::SaveMaskPng);

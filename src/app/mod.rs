@@ -639,8 +639,12 @@ impl eframe::App for AttnApp {
         });
         self.shared.view_rect = Some(central.response.rect);
         self.export.after_frame(&ctx, &mut self.shared);
-        if let Some(path) = self.export.take_view_request() {
-            if let Some(v) = self.views.get_mut(idx) {
+        if self.export.take_view_request() {
+            let picked = self.views.get_mut(idx).and_then(|v| {
+                let path = (self.shared.picker)(FileRequest::SaveViewPng(v.title()))?;
+                Some((v, path))
+            });
+            if let Some((v, path)) = picked {
                 let size = central.response.rect.size();
                 let width = self.shared.settings.export_view_px;
                 let title = v.title();
