@@ -132,26 +132,26 @@ pub fn render_view(
         shared.matrix_rect,
         shared.hover,
         shared.pinned_row,
-        shared.view_rect,
     );
     let mut textures = SoftTextures::default();
-    let mut last = None;
-    for _ in 0..=WARMUP_PASSES {
+    let mut pass = || {
         let mut out = ctx.run_ui(input.clone(), |ui| {
             egui::CentralPanel::default().show(ui, |ui| view.ui(ui, shared));
         });
         textures.apply(std::mem::take(&mut out.textures_delta));
-        last = Some(out);
+        out
+    };
+    for _ in 0..WARMUP_PASSES {
+        pass();
     }
+    let out = pass();
     (
         shared.plot_px,
         shared.visible,
         shared.matrix_rect,
         shared.hover,
         shared.pinned_row,
-        shared.view_rect,
     ) = saved;
-    let out = last.ok_or("the view was not drawn")?;
     // The offscreen context owns only its font atlas; every other image is the window's.
     textures.overlay(shared.textures.soft_textures());
     let sharpen = view.sharper_images(shared, ppp / main.pixels_per_point());
