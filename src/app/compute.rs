@@ -19,6 +19,13 @@ pub const LOCAL_RGB: [u8; 3] = [78, 154, 232];
 pub const ATROUS_RGB: [u8; 3] = [242, 142, 43];
 /// Colour of cells allowed by both (magenta).
 pub const BOTH_RGB: [u8; 3] = [235, 70, 150];
+/// Colour of "allowed" / "reaches every pair" in text and bars (green).
+pub const ALLOWED_RGB: [u8; 3] = [80, 200, 120];
+
+/// An RGB triple as an egui colour.
+pub fn rgb(c: [u8; 3]) -> egui::Color32 {
+    egui::Color32::from_rgb(c[0], c[1], c[2])
+}
 /// Block overlay tint of full tiles (green).
 pub const FULL_RGBA: [u8; 4] = [60, 200, 90, 80];
 /// Block overlay tint of partial tiles (yellow).

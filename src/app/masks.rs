@@ -6,7 +6,8 @@
 //! uploads them as `NEAREST` textures when a new result arrives.
 
 use super::compute::{
-    background, MapOut, ATROUS_RGB, BOTH_RGB, EMPTY_RGBA, FULL_RGBA, LOCAL_RGB, PARTIAL_RGBA,
+    background, rgb, MapOut, ALLOWED_RGB, ATROUS_RGB, BOTH_RGB, EMPTY_RGBA, FULL_RGBA, LOCAL_RGB,
+    PARTIAL_RGBA,
 };
 use super::settings::MapId;
 use super::{Shared, View};
@@ -42,10 +43,6 @@ pub struct MasksView {
     uploaded: usize,
     /// `n` the plots were last shown at (a change resets the zoom).
     shown_n: usize,
-}
-
-fn rgb(c: [u8; 3]) -> Color32 {
-    Color32::from_rgb(c[0], c[1], c[2])
 }
 
 fn swatch(ui: &mut egui::Ui, c: Color32, text: &str) {
@@ -599,7 +596,7 @@ impl MasksView {
     fn inspector(&self, ui: &mut egui::Ui, shared: &Shared, maps: &[MapOut], dark: bool) {
         let ok = |ui: &egui::Ui, allowed: bool| {
             if allowed {
-                Color32::from_rgb(80, 200, 120)
+                rgb(ALLOWED_RGB)
             } else {
                 ui.visuals().weak_text_color()
             }

@@ -251,7 +251,7 @@ fn curve_colour(t: usize, dark: bool) -> Color32 {
         _ if dark => [240, 240, 240],
         _ => [30, 30, 30],
     };
-    Color32::from_rgb(c[0], c[1], c[2])
+    super::compute::rgb(c)
 }
 
 /// "after 2 layers" / "not within 64 layers".

@@ -85,8 +85,7 @@ fn kernel_colour(t: usize) -> Color32 {
         [155, 89, 182],
         [241, 196, 15],
     ];
-    let c = C[t % C.len()];
-    Color32::from_rgb(c[0], c[1], c[2])
+    super::compute::rgb(C[t % C.len()])
 }
 
 /// `10^v` as a plain number for log axes (1, 10, 100, 1k, …), blank between decades.

@@ -371,12 +371,11 @@ impl TeachView {
             .enumerate()
             .map(|(l, c)| {
                 let full = *c >= 1.0;
-                let colour = if full {
-                    egui::Color32::from_rgb(80, 200, 120)
+                let colour = super::compute::rgb(if full {
+                    super::compute::ALLOWED_RGB
                 } else {
-                    let [r, g, b] = super::compute::BOTH_RGB;
-                    egui::Color32::from_rgb(r, g, b)
-                };
+                    super::compute::BOTH_RGB
+                });
                 egui_plot::Bar::new((l + 1) as f64, 100.0 * c)
                     .width(0.7)
                     .fill(colour)
