@@ -8,14 +8,13 @@
 //! context.
 
 use crate::render::soft::SoftTextures;
-use egui::{ColorImage, TextureHandle, TextureId, TextureOptions};
-use std::collections::HashMap;
+use egui::{ColorImage, TextureHandle, TextureOptions};
 use std::sync::Arc;
 
 /// The window's textures with their pixels.
 pub struct TextureStore {
     ctx: egui::Context,
-    images: HashMap<TextureId, (Arc<ColorImage>, TextureOptions)>,
+    images: SoftTextures,
 }
 
 impl TextureStore {
@@ -23,7 +22,7 @@ impl TextureStore {
     pub fn new(ctx: &egui::Context) -> Self {
         Self {
             ctx: ctx.clone(),
-            images: HashMap::new(),
+            images: SoftTextures::default(),
         }
     }
 
@@ -36,7 +35,7 @@ impl TextureStore {
     ) -> TextureHandle {
         let handle = self.ctx.load_texture(name, image.clone(), options);
         self.prune();
-        self.images.insert(handle.id(), (image, options));
+        self.images.insert(handle.id(), image, options);
         handle
     }
 
@@ -48,23 +47,19 @@ impl TextureStore {
         options: TextureOptions,
     ) {
         handle.set(image.clone(), options);
-        self.images.insert(handle.id(), (image, options));
+        self.images.insert(handle.id(), image, options);
     }
 
     /// Forgets the pixels of textures the context has freed (their handles were dropped).
     fn prune(&mut self) {
         let manager = self.ctx.tex_manager();
         let manager = manager.read();
-        self.images.retain(|id, _| manager.meta(*id).is_some());
+        self.images.retain(|id| manager.meta(id).is_some());
     }
 
     /// The live textures with their pixels, for the software painter.
     pub fn soft_textures(&mut self) -> SoftTextures {
         self.prune();
-        let mut out = SoftTextures::default();
-        for (id, (image, options)) in &self.images {
-            out.insert(*id, image.clone(), *options);
-        }
-        out
+        self.images.clone()
     }
 }

@@ -33,6 +33,11 @@ impl SoftTextures {
         self.map.insert(id, (image, options));
     }
 
+    /// Keeps only the textures whose id passes `keep`.
+    pub fn retain(&mut self, mut keep: impl FnMut(TextureId) -> bool) {
+        self.map.retain(|id, _| keep(*id));
+    }
+
     /// Adds every texture of `other`, replacing those with the same id.
     pub fn overlay(&mut self, other: SoftTextures) {
         self.map.extend(other.map);
