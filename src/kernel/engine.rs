@@ -274,7 +274,7 @@ pub(crate) fn gather_q(
     dst.resize(dst.len() + GROUP * d, 0.0);
 }
 
-/// Fills `dst` with the source rows `rows` of `src` (`count` of them), transposed into panels
+/// Fills `dst` with the source rows `rows` of `src`, transposed into panels
 /// of [`PANEL`] keys as [`Packed::kt`], zero past the last key. Each panel is written one
 /// 16-float row at a time (a scatter of each source row is much slower).
 #[inline(always)]
@@ -282,9 +282,9 @@ pub(crate) fn gather_kt<A: Arith>(
     dst: &mut Vec<f32>,
     src: &[f32],
     d: usize,
-    mut rows: impl Iterator<Item = usize>,
-    count: usize,
+    mut rows: impl ExactSizeIterator<Item = usize>,
 ) {
+    let count = rows.len();
     dst.clear();
     dst.resize(count.div_ceil(PANEL) * d * PANEL, 0.0);
     for panel in dst.chunks_exact_mut(d * PANEL) {
@@ -692,7 +692,7 @@ mod tests {
             // Every other row, backwards: any row order works.
             let rows: Vec<usize> = (0..n).rev().step_by(2).collect();
             let mut want = Vec::new();
-            gather_kt::<Plain>(&mut want, &src, d, rows.iter().copied(), rows.len());
+            gather_kt::<Plain>(&mut want, &src, d, rows.iter().copied());
             assert_eq!(want.len(), rows.len().div_ceil(PANEL) * d * PANEL);
             for (a, &i) in rows.iter().enumerate() {
                 for c in 0..d {
@@ -706,7 +706,7 @@ mod tests {
             if std::arch::is_x86_feature_detected!("avx512f") {
                 // The in-register 16 × 16 transposes give the same panels, padding included.
                 let mut got = vec![7.0; 3];
-                gather_kt::<Avx512>(&mut got, &src, d, rows.iter().copied(), rows.len());
+                gather_kt::<Avx512>(&mut got, &src, d, rows.iter().copied());
                 assert_eq!(got, want, "n={n} d={d}");
             }
         }

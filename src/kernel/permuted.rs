@@ -268,13 +268,7 @@ impl Work for GroupTask<'_, '_> {
         let (d, k) = (src.d, plan.k.unwrap_or(1));
         let keys = plan.group_keys(size, m1);
         gather_q(&mut scratch.q, src.q, d, src.f, (m0..m1).map(|m| r + k * m));
-        gather_kt::<A>(
-            &mut scratch.kt,
-            src.k,
-            d,
-            (0..keys).map(|j| r + k * j),
-            keys,
-        );
+        gather_kt::<A>(&mut scratch.kt, src.k, d, (0..keys).map(|j| r + k * j));
         // V of the group, rows r, r + k, r + 2k, …: read in place while they span few pages
         // (every 4 query rows read all of them); copied once for a large group, whose rows
         // k · d floats apart would each need their own TLB entry on every pass.
@@ -363,7 +357,7 @@ impl Work for BandTask<'_, '_> {
         let i1 = i0 + out.len() / d;
         let (base, end) = plan.band_keys(i0, i1);
         gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
-        gather_kt::<A>(&mut scratch.kt, src.k, d, base..end, end - base);
+        gather_kt::<A>(&mut scratch.kt, src.k, d, base..end);
         let pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
         let st = &mut scratch.st;
         let w = plan.w.unwrap_or(0);
