@@ -1,0 +1,169 @@
+//! Real models: file readers (GGUF, safetensors), tokenizers and forward passes with hooks.
+//!
+//! Two families are supported (see `docs/models.md`):
+//!
+//! - a llama-architecture **decoder** stored as one GGUF file (e.g. SmolLM2-135M-Instruct),
+//! - a BERT **encoder** stored as a folder with `config.json`, `model.safetensors` and
+//!   `tokenizer.json` (e.g. all-MiniLM-L6-v2).
+//!
+//! Both implement [`Model`]. Activations stay float32; the attention of every layer runs
+//! through attnscope's own kernels (`crate::kernel`), dense or restricted to a pattern.
+
+use crate::pattern::Pattern;
+use ndarray::{Array2, ArrayView3};
+use std::path::{Path, PathBuf};
+
+/// Which architecture a model file holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// Llama-style decoder (causal): RMSNorm, rotary embeddings, grouped-query attention, SwiGLU.
+    Llama,
+    /// BERT encoder (bidirectional): LayerNorm, learned positions, GELU.
+    Bert,
+}
+
+/// The shape of a loaded model (`attnscope model info`, SPEC section 6).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ModelInfo {
+    /// Architecture.
+    pub arch: Arch,
+    /// Transformer layers.
+    pub layers: usize,
+    /// Query heads per layer.
+    pub heads: usize,
+    /// Key/value heads per layer (`heads` without grouped-query attention).
+    pub kv_heads: usize,
+    /// Dimension of one head.
+    pub head_dim: usize,
+    /// Whether attention is causal (decoder).
+    pub causal: bool,
+    /// Vocabulary size.
+    pub vocab: usize,
+    /// Largest number of positions the model was trained for.
+    pub max_positions: usize,
+    /// Width of the residual stream.
+    pub hidden: usize,
+}
+
+/// Token ids exactly as the model is run on them, with the text of each token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Tokens {
+    /// Token ids, special tokens the tokenizer adds included.
+    pub ids: Vec<u32>,
+    /// The text of each token (same length as `ids`).
+    pub tokens: Vec<String>,
+}
+
+/// How the attention of each layer is computed in a forward pass.
+#[derive(Clone, Copy, Debug)]
+pub enum Attention<'a> {
+    /// Full attention (causal for a decoder).
+    Dense,
+    /// Every layer restricted to this pattern (built at the sequence's n; for a causal model
+    /// the caller passes a pattern already intersected with `causal`).
+    Pattern(&'a Pattern),
+    /// Layer `l` restricted to `patterns[l % len]` (`None` = dense), e.g. GPT-3's alternating
+    /// dense / banded schedule.
+    PerLayer(&'a [Option<Pattern>]),
+}
+
+impl<'a> Attention<'a> {
+    /// The pattern layer `layer` runs with (`None` = dense).
+    pub fn for_layer(&self, layer: usize) -> Option<&'a Pattern> {
+        match *self {
+            Attention::Dense => None,
+            Attention::Pattern(p) => Some(p),
+            Attention::PerLayer(list) if list.is_empty() => None,
+            Attention::PerLayer(list) => list[layer % list.len()].as_ref(),
+        }
+    }
+}
+
+/// Observes a forward pass layer by layer.
+pub trait Hooks {
+    /// The attention inputs of layer `layer`: `q` is `(heads, n, head_dim)` (after rotary
+    /// embedding for llama), `k` and `v` are `(kv_heads, n, head_dim)`; query head `h` reads
+    /// KV head `h / (heads / kv_heads)`. Exactly what enters `softmax(q kᵀ / √head_dim) v`.
+    fn on_attention(
+        &mut self,
+        _layer: usize,
+        _q: ArrayView3<'_, f32>,
+        _k: ArrayView3<'_, f32>,
+        _v: ArrayView3<'_, f32>,
+    ) {
+    }
+
+    /// Whether the pass should stop (checked between layers); the pass then returns
+    /// [`ModelError::Cancelled`].
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Hooks that observe nothing.
+pub struct NoHooks;
+impl Hooks for NoHooks {}
+
+/// A loaded model.
+pub trait Model: Send + Sync {
+    /// Shape of the model.
+    fn info(&self) -> &ModelInfo;
+
+    /// Tokenizes `text` exactly as the model is run on it (special tokens included), cut to
+    /// at most `max_tokens` tokens. An empty text is an error.
+    fn tokenize(&self, text: &str, max_tokens: usize) -> Result<Tokens, ModelError>;
+
+    /// Runs the model on `ids`, every layer's attention as `attention` says, and returns the
+    /// last hidden states `(n, hidden)` (after the final norm for llama; BERT's last layer).
+    fn forward(
+        &self,
+        ids: &[u32],
+        attention: Attention<'_>,
+        hooks: &mut dyn Hooks,
+    ) -> Result<Array2<f32>, ModelError>;
+
+    /// Next-token logits `(rows, vocab)` of the given hidden-state rows (decoder only:
+    /// `None` for an encoder).
+    fn logits(&self, hidden: ndarray::ArrayView2<'_, f32>) -> Option<Array2<f32>>;
+
+    /// The text of token `id`.
+    fn token_text(&self, id: u32) -> String;
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The path does not exist or cannot be read.
+    #[error("cannot read model {path}: {source}")]
+    Io {
+        /// The path given.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a model attnscope can read (truncated, bad magic, unsupported type…).
+    #[error("{path}: {message}")]
+    Format {
+        /// The path given.
+        path: PathBuf,
+        /// What is wrong and what would be accepted.
+        message: String,
+    },
+    /// A bad request (empty text, layer or head out of range…).
+    #[error("{0}")]
+    Input(String),
+    /// The pass was cancelled through [`Hooks::cancelled`].
+    #[error("cancelled")]
+    Cancelled,
+    /// An attention kernel failed.
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
+}
+
+/// Loads the model at `path`: a `.gguf` file (llama) or a folder with `config.json`,
+/// `model.safetensors` and `tokenizer.json` (BERT).
+pub fn load(path: &Path) -> Result<Box<dyn Model>, ModelError> {
+    let _ = path;
+    Err(ModelError::Input("model loading is not built yet".into()))
+}
