@@ -167,3 +167,28 @@ pub fn load(path: &Path) -> Result<Box<dyn Model>, ModelError> {
     let _ = path;
     Err(ModelError::Input("model loading is not built yet".into()))
 }
+
+/// File name of the SmolLM2 decoder inside a models folder.
+pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Folder name of the all-MiniLM-L6-v2 encoder inside a models folder.
+pub const MINILM_DIR: &str = "all-MiniLM-L6-v2";
+
+/// The folders searched for models, in order: `$ATTNSCOPE_MODELS`, then `models/` in the
+/// current folder, then `models/` beside the crate (where `scripts/get-models.sh` puts them).
+pub fn model_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("ATTNSCOPE_MODELS") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(PathBuf::from("models"));
+    dirs.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("models"));
+    dirs
+}
+
+/// The first existing `name` (file or folder) in [`model_dirs`].
+pub fn find(name: &str) -> Option<PathBuf> {
+    model_dirs()
+        .into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.exists())
+}
