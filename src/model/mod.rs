@@ -9,6 +9,10 @@
 //! Both implement [`Model`]. Activations stay float32; the attention of every layer runs
 //! through attnscope's own kernels (`crate::kernel`), dense or restricted to a pattern.
 
+pub mod gguf;
+pub mod linalg;
+pub mod llama;
+
 use crate::pattern::Pattern;
 use ndarray::{Array2, ArrayView3};
 use std::path::{Path, PathBuf};
@@ -74,7 +78,7 @@ impl<'a> Attention<'a> {
         match *self {
             Attention::Dense => None,
             Attention::Pattern(p) => Some(p),
-            Attention::PerLayer(list) if list.is_empty() => None,
+            Attention::PerLayer([]) => None,
             Attention::PerLayer(list) => list[layer % list.len()].as_ref(),
         }
     }
@@ -164,7 +168,13 @@ pub enum ModelError {
 /// Loads the model at `path`: a `.gguf` file (llama) or a folder with `config.json`,
 /// `model.safetensors` and `tokenizer.json` (BERT).
 pub fn load(path: &Path) -> Result<Box<dyn Model>, ModelError> {
-    let _ = path;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        || path.is_file()
+    {
+        return Ok(Box::new(llama::Llama::load(path)?));
+    }
     Err(ModelError::Input("model loading is not built yet".into()))
 }
 
