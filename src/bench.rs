@@ -35,6 +35,22 @@ use std::time::Instant;
 /// Query rows checked against the reference per kernel.
 pub const ERROR_SAMPLE_ROWS: usize = 64;
 
+/// Most timed runs per kernel.
+pub const MAX_REPEATS: usize = 1000;
+
+/// Most untimed warm-up runs per kernel.
+pub const MAX_WARMUP: usize = 100;
+
+/// Largest head dimension d the harness and `attnscope stats`/`bench` accept.
+pub const MAX_D: usize = 4096;
+
+/// Time a whole benchmark may take without an explicit budget, ms (10 minutes).
+pub const DEFAULT_TOTAL_BUDGET_MS: f64 = 600_000.0;
+
+/// A rate every machine this runs on beats, FLOPs per ms (1 GFLOP/s): work that would fit the
+/// budget even at this rate needs no calibration.
+const SLOWEST_RATE_FLOPS_PER_MS: f64 = 1e6;
+
 /// What to benchmark and how.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BenchConfig {
@@ -183,8 +199,17 @@ pub fn run_bench(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BenchReport, BenchError> {
-    if cfg.repeats == 0 {
-        return Err(BenchError::Config("repeats must be at least 1".to_string()));
+    if cfg.repeats == 0 || cfg.repeats > MAX_REPEATS {
+        return Err(BenchError::Config(format!(
+            "repeats must be from 1 to {MAX_REPEATS}, got {}",
+            cfg.repeats
+        )));
+    }
+    if cfg.warmup > MAX_WARMUP {
+        return Err(BenchError::Config(format!(
+            "warm-up runs must be from 0 to {MAX_WARMUP}, got {}",
+            cfg.warmup
+        )));
     }
     if cfg.threads == 0 {
         return Err(BenchError::Config("threads must be at least 1".to_string()));
@@ -257,10 +282,13 @@ fn bench_in_pool(
                 match (estimate, cfg.dense_budget_ms) {
                     (Some(est), Some(budget)) if est > budget => {
                         result.skipped = Some(format!(
-                            "estimated {est:.0} ms per run, over the budget of {budget:.0} ms"
+                            "estimated {} per run, over the budget of {}",
+                            duration_text(est),
+                            duration_text(budget)
                         ));
                     }
                     _ => {
+                        crate::kernel::check_memory(kind, n, d)?;
                         let mut times = Vec::with_capacity(cfg.repeats);
                         let mut last = None;
                         for run in 0..cfg.warmup + cfg.repeats {
@@ -354,6 +382,91 @@ fn calibrate(qkv: &Qkv, scale: f32) -> Result<f64, BenchError> {
     Ok(4.0 * d as f64 * (m * m) as f64 / ms.max(1e-6))
 }
 
+/// A duration for people: `0.000001 ms`, `12.5 ms`, `4.2 s`, `26 min`, `2.6 h`.
+pub fn duration_text(ms: f64) -> String {
+    if !ms.is_finite() {
+        return format!("{ms} ms");
+    }
+    if ms >= 3_600_000.0 {
+        format!("{:.1} h", ms / 3_600_000.0)
+    } else if ms >= 60_000.0 {
+        format!("{:.1} min", ms / 60_000.0)
+    } else if ms >= 1_000.0 {
+        format!("{:.1} s", ms / 1_000.0)
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        // Two significant digits, so a tiny budget never reads as 0 ms.
+        let digits = (-ms.log10()).ceil().clamp(0.0, 19.0) as usize + 1;
+        let text = format!("{ms:.digits$}");
+        format!("{} ms", text.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+/// How long a benchmark of `cfg` on `p` at head dimension `d` would take, from the dense
+/// kernel's rate on this machine: each kernel's executed FLOPs at that rate, times its runs
+/// (warm-up and timed). `None` when even at 1 GFLOP/s the whole run stays within `budget_ms`
+/// (no calibration is needed then). The calibration takes one dense pass over 1024 tokens.
+pub fn estimate(
+    p: &Pattern,
+    d: usize,
+    cfg: &BenchConfig,
+    budget_ms: f64,
+) -> Result<Option<BenchEstimate>, BenchError> {
+    let runs = (cfg.warmup + cfg.repeats) as f64;
+    let cells: Vec<(KernelKind, u64)> = cfg
+        .kernels
+        .iter()
+        .filter_map(|&kind| Some((kind, kernel(kind, cfg.block).executed_cells(p).ok()?)))
+        .collect();
+    let flops = |c: u64| 4.0 * d as f64 * c as f64;
+    let worst: f64 = cells.iter().map(|&(_, c)| flops(c) * runs).sum();
+    if worst / SLOWEST_RATE_FLOPS_PER_MS <= budget_ms {
+        return Ok(None);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.threads.max(1))
+        .thread_name(|i| format!("attnscope-calibrate-{i}"))
+        .build()
+        .map_err(|e| BenchError::Threads {
+            threads: cfg.threads,
+            reason: e.to_string(),
+        })?;
+    let m = p.n().min(1024);
+    let sample = crate::inputs::generate(crate::inputs::InputKind::Random { seed: 0 }, m, d);
+    let rate = pool.install(|| calibrate(&sample, 1.0 / (d as f32).sqrt()))?;
+    let per_run: Vec<(KernelKind, f64)> = cells
+        .into_iter()
+        .map(|(kind, c)| (kind, flops(c) / rate))
+        .collect();
+    Ok(Some(BenchEstimate {
+        total_ms: per_run.iter().map(|&(_, ms)| ms * runs).sum(),
+        runs: cfg.warmup + cfg.repeats,
+        per_run_ms: per_run,
+    }))
+}
+
+/// The estimated time of a benchmark (see [`estimate`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchEstimate {
+    /// Estimated ms of one run of each kernel that can run the pattern.
+    pub per_run_ms: Vec<(KernelKind, f64)>,
+    /// Runs per kernel (warm-up and timed).
+    pub runs: usize,
+    /// Estimated ms of the whole benchmark.
+    pub total_ms: f64,
+}
+
+impl BenchEstimate {
+    /// The slowest kernel and its estimated ms per run.
+    pub fn slowest(&self) -> Option<(KernelKind, f64)> {
+        self.per_run_ms
+            .iter()
+            .copied()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+    }
+}
+
 /// A fixed-width table of a report, one kernel per line.
 pub fn table(r: &BenchReport) -> String {
     let mut s = format!(
@@ -379,4 +492,41 @@ pub fn table(r: &BenchReport) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_right_at_every_size() {
+        assert_eq!(duration_text(0.000001), "0.000001 ms");
+        assert_eq!(duration_text(0.5), "0.5 ms");
+        assert_eq!(duration_text(0.0), "0 ms");
+        assert_eq!(duration_text(12.34), "12.3 ms");
+        assert_eq!(duration_text(4_200.0), "4.2 s");
+        assert_eq!(duration_text(1_560_000.0), "26.0 min");
+        assert_eq!(duration_text(9_360_000.0), "2.6 h");
+    }
+
+    #[test]
+    fn repeats_and_warmup_are_bounded_in_the_library() {
+        let p = PatternParams::new(PatternKind::Local, 32)
+            .window(1)
+            .build()
+            .unwrap();
+        let qkv = crate::inputs::generate(crate::inputs::InputKind::Random { seed: 0 }, 32, 8);
+        let never = AtomicBool::new(false);
+        for (repeats, warmup) in [(MAX_REPEATS + 1, 0), (usize::MAX, 0), (1, MAX_WARMUP + 1)] {
+            let cfg = BenchConfig {
+                kernels: vec![KernelKind::Csr],
+                repeats,
+                warmup,
+                threads: 1,
+                ..Default::default()
+            };
+            let e = run_bench(&p, &qkv, &cfg, &never, &mut |_| {}).unwrap_err();
+            assert!(matches!(e, BenchError::Config(_)), "{e}");
+        }
+    }
 }

@@ -7,7 +7,7 @@
 use crate::pattern::Pattern;
 use crate::render::{Colormap, GRID_RGB};
 use std::io::{BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Largest side of an exported PNG, in pixels.
 pub const MAX_PNG_SIDE: u64 = 65_536;
@@ -24,6 +24,12 @@ pub enum ExportError {
     /// The file extension is not one we write (a usage error).
     #[error("cannot tell the format of {path:?}: the output file must end in .png or .npy")]
     UnknownFormat {
+        /// The path given.
+        path: String,
+    },
+    /// The output path is a directory (a usage error).
+    #[error("{path:?} is a directory; give a file name for the output")]
+    IsDirectory {
         /// The path given.
         path: String,
     },
@@ -196,34 +202,171 @@ pub(crate) fn png_io(e: png::EncodingError) -> std::io::Error {
     }
 }
 
-/// Writes through a temporary file next to `path`, renamed over it only on success.
+/// Writes through a temporary file next to `path`, renamed over it only on success
+/// (see [`AtomicFile`]).
 pub fn atomic_write(
     path: &Path,
     body: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), ExportError> {
-    let io = |source| ExportError::Io {
-        path: path.display().to_string(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(".attnscope-").suffix(".part");
-    #[cfg(unix)]
-    {
-        // tempfile creates 0600 files; an exported mask should be readable like any other file.
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    AtomicFile::create(path)?.commit(body)
+}
+
+/// Temporary files being written right now, removed by [`remove_pending`] when a signal ends
+/// the process. The lock is held while a file is created, renamed into place or removed, so a
+/// signal never races with a rename.
+static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    PENDING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes every temporary file still being written and returns the lock, held, so that no
+/// new one is created or renamed until the process ends (the CLI calls this when SIGINT,
+/// SIGTERM or SIGHUP arrives, then ends with that signal).
+pub fn remove_pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    let mut list = pending();
+    for tmp in list.drain(..) {
+        let _ = std::fs::remove_file(tmp);
     }
-    let mut tmp = builder.tempfile_in(dir).map_err(io)?;
-    {
-        let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        body(&mut w).map_err(io)?;
-        w.flush().map_err(io)?;
+    list
+}
+
+/// An output file being written: a hidden temporary file (`.attnscope-*.part`) in the folder of
+/// the final file, renamed over it by [`AtomicFile::commit`]. Created before the work starts, it
+/// checks that the output can be written at all. Dropped without a commit (an error, a panic) it
+/// is removed; a signal that ends the CLI removes it too ([`remove_pending`]).
+///
+/// An existing file keeps its permission bits; a new one gets the usual `0666` less the umask.
+/// When the path is a symbolic link, the link stays and its target is replaced (atomically, in
+/// the target's folder). Errors name the path the user gave, never the temporary file.
+pub struct AtomicFile {
+    /// The temporary file (None once committed).
+    tmp: Option<tempfile::NamedTempFile>,
+    /// The path as given, for messages.
+    shown: String,
+    /// Where the file ends up: the path, or the file a symbolic link points to.
+    target: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file for `path` (checks that its folder exists and is writable).
+    pub fn create(path: &Path) -> Result<Self, ExportError> {
+        let shown = path.display().to_string();
+        let io = |source| ExportError::Io {
+            path: shown.clone(),
+            source,
+        };
+        let target = resolve_links(path).map_err(io)?;
+        let existing = std::fs::metadata(&target).ok();
+        if existing.as_ref().is_some_and(|m| m.is_dir()) {
+            return Err(ExportError::IsDirectory { path: shown });
+        }
+        let dir = match target.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(io(std::io::Error::from(std::io::ErrorKind::NotADirectory))),
+            Err(e) => return Err(io(e)),
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".attnscope-").suffix(".part");
+        #[cfg(unix)]
+        {
+            // tempfile creates 0600 files; a new output is created like any other file (0666
+            // less the umask), an existing one keeps its mode (set below, umask aside).
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let mut list = pending();
+        let tmp = builder
+            .tempfile_in(dir)
+            .map_err(|e| io(without_temp_path(e)))?;
+        list.push(tmp.path().to_path_buf());
+        drop(list);
+        let keep_mode = existing.map(|m| tmp.as_file().set_permissions(m.permissions()));
+        let file = Self {
+            tmp: Some(tmp),
+            shown: shown.clone(),
+            target,
+        };
+        // On an error `file` is dropped here, which removes the temporary file.
+        keep_mode
+            .transpose()
+            .map_err(|e| io(without_temp_path(e)))?;
+        Ok(file)
     }
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
+
+    /// Writes the whole file with `body`, flushes it to disk and renames it into place.
+    pub fn commit(
+        mut self,
+        body: impl FnOnce(&mut BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+    ) -> Result<(), ExportError> {
+        let io = |source| ExportError::Io {
+            path: self.shown.clone(),
+            source: without_temp_path(source),
+        };
+        let Some(mut tmp) = self.tmp.take() else {
+            return Ok(());
+        };
+        let written = (|| {
+            let mut w = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+            body(&mut w)?;
+            w.flush()?;
+            drop(w);
+            tmp.as_file().sync_all()
+        })();
+        let mut list = pending();
+        let tmp_path = tmp.path().to_path_buf();
+        list.retain(|p| *p != tmp_path);
+        // Removing the temporary file (an error) or renaming it happens under the lock.
+        written.map_err(io)?;
+        tmp.persist(&self.target).map_err(|e| io(e.error))?;
+        Ok(())
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let mut list = pending();
+            list.retain(|p| p != tmp.path());
+            drop(tmp);
+        }
+    }
+}
+
+/// `path` with its symbolic links followed to the file they name (which need not exist yet);
+/// at most 40 links, like the kernel.
+fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&at)?;
+                at = match at.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(at),
+        }
+    }
+    Err(std::io::Error::other("too many levels of symbolic links"))
+}
+
+/// An error of the `tempfile` crate without the temporary file's path that it appends
+/// (`… at path "/dir/.attnscope-KTMgYz.part"`, a name the user never gave).
+fn without_temp_path(e: std::io::Error) -> std::io::Error {
+    if e.get_ref().is_none() {
+        return e;
+    }
+    let text = e.to_string();
+    match text.rfind(" at path ") {
+        Some(at) => std::io::Error::new(e.kind(), &text[..at]),
+        None => e,
+    }
 }

@@ -43,8 +43,19 @@ impl Qkv {
         self.q.ncols()
     }
 
-    /// Checks that Q, K and V are non-empty, all `(n, d)` and in standard (C) layout.
+    /// Checks that Q, K and V are non-empty, all `(n, d)`, in standard (C) layout and hold only
+    /// finite values (the one rule for non-finite input: refused before any kernel runs, so
+    /// every kernel gives the same answer, an error naming the array and the first bad row).
     pub fn validate(&self) -> Result<(), InputError> {
+        self.validate_shapes()?;
+        for (name, a) in [("Q", &self.q), ("K", &self.k), ("V", &self.v)] {
+            check_finite(name, a)?;
+        }
+        Ok(())
+    }
+
+    /// The shape part of [`Qkv::validate`].
+    fn validate_shapes(&self) -> Result<(), InputError> {
         let (n, d) = self.q.dim();
         if n == 0 || d == 0 {
             return Err(InputError::Empty {
@@ -62,6 +73,42 @@ impl Qkv {
             }
         }
         Ok(())
+    }
+}
+
+/// The first value of `a` (row-major) that is NaN or infinite, as an error naming `what`.
+fn check_finite(what: &str, a: &Array2<f32>) -> Result<(), InputError> {
+    use rayon::prelude::*;
+    let d = a.ncols().max(1);
+    let Some(slice) = a.as_slice() else {
+        // Not C order: walk it element by element.
+        return match a.indexed_iter().find(|(_, x)| !x.is_finite()) {
+            Some(((row, col), &value)) => Err(InputError::NonFinite {
+                what: what.to_string(),
+                row,
+                col,
+                value: value as f64,
+            }),
+            None => Ok(()),
+        };
+    };
+    let bad = slice
+        .par_chunks(d)
+        .position_first(|row| row.iter().any(|x| !x.is_finite()));
+    match bad {
+        Some(row) => {
+            let col = slice[row * d..(row + 1) * d]
+                .iter()
+                .position(|x| !x.is_finite())
+                .unwrap_or(0);
+            Err(InputError::NonFinite {
+                what: what.to_string(),
+                row,
+                col,
+                value: slice[row * d + col] as f64,
+            })
+        }
+        None => Ok(()),
     }
 }
 
@@ -102,6 +149,12 @@ pub enum InputError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// The path is a directory, not a file.
+    #[error("{path:?} is a directory; expected a .npy file")]
+    IsDirectory {
+        /// The path given.
+        path: String,
     },
     /// The file is not a valid `.npy` file.
     #[error("{path:?} is not a valid .npy file: {reason}")]
@@ -159,6 +212,24 @@ pub enum InputError {
         /// Shape found.
         got: (usize, usize),
     },
+    /// A value is NaN, infinite, or (read from float64) outside the float32 range.
+    #[error(
+        "{what} row {row} (column {col}) holds {value}; every value must be a finite number \
+         within the float32 range (±3.4e38), fix or drop that row"
+    )]
+    NonFinite {
+        /// The array: Q, K or V, with its file when loaded from one.
+        what: String,
+        /// First bad row (from 0).
+        row: usize,
+        /// Its first bad column (from 0).
+        col: usize,
+        /// The value found.
+        value: f64,
+    },
+    /// Memory for the array could not be reserved.
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::memory::OutOfMemory),
     /// The array is too large to load.
     #[error("{path:?} has {elements} elements; at most {MAX_ELEMENTS} are accepted")]
     TooLarge {
@@ -172,7 +243,7 @@ pub enum InputError {
 impl InputError {
     /// Whether this is bad input (exit 2) rather than a failure to read (exit 1).
     pub fn is_usage(&self) -> bool {
-        !matches!(self, InputError::Io { .. })
+        !matches!(self, InputError::Io { .. } | InputError::OutOfMemory(_))
     }
 }
 
@@ -189,6 +260,17 @@ pub fn generate(kind: InputKind, n: usize, d: usize) -> Qkv {
         }
         InputKind::Structured { seed } => structured(seed, n, d),
     }
+}
+
+/// [`generate`], after checking that the three `(n, d)` arrays can be reserved.
+pub fn try_generate(
+    kind: InputKind,
+    n: usize,
+    d: usize,
+) -> Result<Qkv, crate::memory::OutOfMemory> {
+    let bytes = 3 * (n as u64).saturating_mul(d as u64).saturating_mul(4);
+    crate::memory::check_available(bytes, format!("the Q, K and V inputs (n = {n}, d = {d})"))?;
+    Ok(generate(kind, n, d))
 }
 
 /// Sinusoidal position features: feature pair `f` of token `i` is `(cos θ, sin θ)` with
@@ -239,12 +321,28 @@ fn structured(seed: u64, n: usize, d: usize) -> Qkv {
 /// Loads Q, K and V from three `.npy` files (float32 or float64, shape `(n, d)`, n taken
 /// from Q) and checks that they agree.
 pub fn load_qkv(q: &Path, k: &Path, v: &Path) -> Result<Qkv, InputError> {
-    let qkv = Qkv {
-        q: load_npy(q)?,
-        k: load_npy(k)?,
-        v: load_npy(v)?,
+    let named = |name: &str, path: &Path| {
+        let what = format!("{name} ({:?})", path.display().to_string());
+        load_npy(path)
+            .map_err(|e| match e {
+                InputError::NonFinite {
+                    row, col, value, ..
+                } => InputError::NonFinite {
+                    what: what.clone(),
+                    row,
+                    col,
+                    value,
+                },
+                other => other,
+            })
+            .and_then(|a| check_finite(&what, &a).map(|()| a))
     };
-    qkv.validate()?;
+    let qkv = Qkv {
+        q: named("Q", q)?,
+        k: named("K", k)?,
+        v: named("V", v)?,
+    };
+    qkv.validate_shapes()?;
     Ok(qkv)
 }
 
@@ -257,7 +355,11 @@ pub fn load_npy(path: &Path) -> Result<Array2<f32>, InputError> {
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    if meta.is_dir() {
+        return Err(InputError::IsDirectory { path: shown });
+    }
+    let len = meta.len();
     let mut r = std::io::BufReader::with_capacity(1 << 20, file);
     let header = read_header(&mut r, &shown, len)?;
     let shape = header.shape.clone();
@@ -296,7 +398,8 @@ pub fn load_npy(path: &Path) -> Result<Array2<f32>, InputError> {
             ),
         });
     }
-    let mut bytes = vec![0u8; expected as usize];
+    let mut bytes =
+        crate::memory::try_filled(expected as usize, 0u8, format!("reading {shown:?}"))?;
     r.read_exact(&mut bytes).map_err(io)?;
     let values: Vec<f32> = match (header.item_size, header.big_endian) {
         (4, false) => bytes
@@ -307,17 +410,37 @@ pub fn load_npy(path: &Path) -> Result<Array2<f32>, InputError> {
             .chunks_exact(4)
             .map(|b| f32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             .collect(),
-        (_, big) => bytes
-            .chunks_exact(8)
-            .map(|b| {
+        (_, big) => {
+            let read = |b: &[u8]| {
                 let a = [b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]];
-                (if big {
+                if big {
                     f64::from_be_bytes(a)
                 } else {
                     f64::from_le_bytes(a)
-                }) as f32
-            })
-            .collect(),
+                }
+            };
+            // A finite float64 beyond the float32 range would silently become ±inf.
+            if let Some((at, value)) = bytes
+                .chunks_exact(8)
+                .map(read)
+                .enumerate()
+                .find(|(_, x)| x.is_finite() && x.abs() > f32::MAX as f64)
+            {
+                // The element's (row, column) in the file's order.
+                let (row, col) = if header.fortran_order {
+                    (at % rows, at / rows)
+                } else {
+                    (at / cols, at % cols)
+                };
+                return Err(InputError::NonFinite {
+                    what: format!("{shown:?}"),
+                    row,
+                    col,
+                    value,
+                });
+            }
+            bytes.chunks_exact(8).map(|b| read(b) as f32).collect()
+        }
     };
     let bad = |e: ndarray::ShapeError| InputError::BadFormat {
         path: shown.clone(),
@@ -418,8 +541,8 @@ fn read_header(r: &mut impl Read, path: &str, file_len: u64) -> Result<NpyHeader
     })
 }
 
-/// The raw text of `key`'s value in a numpy header dictionary (a quoted string, `True`/`False`
-/// or a parenthesised tuple).
+/// The raw text of `key`'s value in a numpy header dictionary (a quoted string, `True`/`False`,
+/// a parenthesised tuple or a bracketed list).
 fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let at = text
         .find(&format!("'{key}'"))
@@ -427,7 +550,27 @@ fn dict_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     let rest = text[at + key.len() + 2..].trim_start().strip_prefix(':')?;
     let rest = rest.trim_start();
     let end = if rest.starts_with('(') {
-        rest.find(')')? + 1
+        // A tuple without its ')' is returned whole, so the caller can say it cannot read it.
+        rest.find(')')
+            .map_or(rest.trim_end_matches([' ', '}', '\n']).len(), |e| e + 1)
+    } else if rest.starts_with('[') {
+        // A structured dtype: a list of tuples, up to its matching ']'.
+        let mut depth = 0usize;
+        let mut end = rest.len();
+        for (at, ch) in rest.char_indices() {
+            match ch {
+                '[' => depth += 1,
+                ']' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = at + 1;
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        end
     } else if let Some(q) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') {
         rest[1..].find(q)? + 2
     } else {
@@ -542,6 +685,87 @@ mod tests {
         assert!(matches!(e, InputError::Empty { .. }), "{e}");
         let e = load_npy(&dir.path().join("missing.npy")).unwrap_err();
         assert!(!e.is_usage());
+    }
+
+    /// A header with `dict` as its dictionary (padded like numpy's), then `data`.
+    fn with_dict(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut text = dict.to_string();
+        let unpadded = 10 + text.len() + 1;
+        text.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+        text.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn odd_headers_are_described_as_they_are() {
+        let dir = tempfile::tempdir().unwrap();
+        // A structured dtype is shown whole, not cut at its first comma.
+        let structured = with_dict(
+            "{'descr': [('a', '<f4'), ('b', '<f4')], 'fortran_order': False, 'shape': (2,), }",
+            &[0u8; 16],
+        );
+        let e = load_npy(&write(dir.path(), "s.npy", &structured)).unwrap_err();
+        assert!(matches!(e, InputError::Dtype { .. }), "{e}");
+        assert!(
+            e.to_string().contains("[('a', '<f4'), ('b', '<f4')]"),
+            "{e}"
+        );
+        // A shape without its ')' is unreadable, not missing.
+        let open = with_dict(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3, }",
+            &[0u8; 24],
+        );
+        let e = load_npy(&write(dir.path(), "o.npy", &open)).unwrap_err();
+        assert!(
+            e.to_string().contains("cannot read the shape \"(2, 3,"),
+            "{e}"
+        );
+        // A directory is called a directory.
+        let e = load_npy(dir.path()).unwrap_err();
+        assert!(matches!(e, InputError::IsDirectory { .. }), "{e}");
+        assert!(e.is_usage());
+    }
+
+    #[test]
+    fn non_finite_and_out_of_range_values_are_refused_naming_array_and_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = write(dir.path(), "ok.npy", &npy_f32(&[3, 2], &[0.5; 6]));
+        let mut vals = [0.5f32; 6];
+        vals[3] = f32::NAN;
+        let nan = write(dir.path(), "nan.npy", &npy_f32(&[3, 2], &vals));
+        let e = load_qkv(&nan, &ok, &ok).unwrap_err();
+        assert!(
+            matches!(e, InputError::NonFinite { row: 1, col: 1, .. }),
+            "{e}"
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with("Q (") && text.contains("nan.npy"),
+            "{text}"
+        );
+        assert!(text.contains("row 1"), "{text}");
+        vals[3] = f32::INFINITY;
+        let inf = write(dir.path(), "inf.npy", &npy_f32(&[3, 2], &vals));
+        let e = load_qkv(&ok, &ok, &inf).unwrap_err();
+        assert!(e.to_string().starts_with("V ("), "{e}");
+        // A float64 beyond the float32 range would become inf: refused, naming its row.
+        let mut b64 = npy_header("<f8", &[3, 2]);
+        for v in [0.0f64, 1.0, 2.0, 3.0, 1e39, 5.0] {
+            b64.extend_from_slice(&v.to_le_bytes());
+        }
+        let big = write(dir.path(), "big.npy", &b64);
+        let e = load_qkv(&ok, &big, &ok).unwrap_err();
+        assert!(
+            matches!(e, InputError::NonFinite { row: 2, col: 0, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().starts_with("K ("), "{e}");
+        assert!(e.is_usage());
+        assert!(load_qkv(&ok, &ok, &ok).is_ok());
     }
 
     #[test]

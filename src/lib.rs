@@ -29,6 +29,7 @@ pub mod cli;
 pub mod export;
 pub mod inputs;
 pub mod kernel;
+pub mod memory;
 pub mod model;
 pub mod pattern;
 pub mod presets;

@@ -51,6 +51,15 @@ impl PatternStats {
     /// Computes every figure in O(n + (n/B)²).
     pub fn compute(p: &Pattern, d: usize, block: usize) -> Result<Self, PatternError> {
         use rayon::prelude::*;
+        if d == 0 || d > crate::bench::MAX_D {
+            // 4 · d · n² must fit in 64 bits: d ≤ 4096 and n ≤ 2²⁴ give at most 2⁶².
+            return Err(PatternError::OutOfRange {
+                kind: p.kind(),
+                flag: "--d",
+                value: d as u64,
+                range: format!("a head dimension from 1 to {}", crate::bench::MAX_D),
+            });
+        }
         let n = p.n();
         let (nnz, lo, hi) = (0..n)
             .into_par_iter()
@@ -135,6 +144,25 @@ impl PatternStats {
             .map(|(k, v)| format!("{k:<width$}  {v}\n"))
             .collect()
     }
+}
+
+/// `100 · x` with at least `digits` decimals (no `%` sign), more when needed so that a fraction
+/// below 1 never reads as 100 and one above 0 never as 0: 992 unreached pairs of 16,777,216
+/// show as `99.994`, not `100.0`. Past 12 decimals the digits are cut, not rounded.
+pub fn percent_text(x: f64, digits: usize) -> String {
+    let p = 100.0 * x;
+    let misleading = |text: &str| {
+        let shown: f64 = text.parse().unwrap_or(p);
+        (x < 1.0 && shown >= 100.0) || (x > 0.0 && shown <= 0.0)
+    };
+    for d in digits..=12 {
+        let text = format!("{p:.d$}");
+        if !misleading(&text) {
+            return text;
+        }
+    }
+    let cut = (p * 1e12).floor() / 1e12;
+    format!("{cut:.12}")
 }
 
 /// `1234567` → `1,234,567`.

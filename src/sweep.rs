@@ -7,7 +7,8 @@
 //! and `attnscope bench --sweep 256..65536`; results export as CSV.
 
 use crate::bench::{run_bench, BenchConfig, BenchError, BenchReport, Progress};
-use crate::inputs::{generate, InputKind};
+use crate::inputs::{try_generate, InputKind};
+use crate::kernel::KernelError;
 use crate::pattern::{PatternError, PatternParams, MAX_N};
 use crate::presets::sqrt_stride;
 use std::io::Write;
@@ -181,7 +182,10 @@ pub fn run_sweep(
         let p = params_at(&cfg.params, cfg.scaling, n)
             .build()
             .map_err(|source| SweepError::Pattern { n, source })?;
-        let qkv = generate(cfg.input, n, cfg.d);
+        let qkv = try_generate(cfg.input, n, cfg.d).map_err(|e| SweepError::Bench {
+            n,
+            source: BenchError::Kernel(KernelError::OutOfMemory(e)),
+        })?;
         let kernels = cfg.bench.kernels.len();
         let mut finished = 0;
         let r = run_bench(&p, &qkv, &cfg.bench, cancel, &mut |event| {

@@ -1,7 +1,7 @@
 //! Headless GUI tests (egui_kittest, wgpu on lavapipe): clicks and slider moves change the
 //! numbers shown, export writes the right pixels, snapshots of the main views.
 //!
-//! `ATTNSCOPE_SCREENSHOTS=1 cargo test --test app screenshots` also writes `screenshots/*.png`.
+//! `cargo test --test app screenshots -- --ignored` writes `screenshots/*.png` (a tool, not a check).
 
 use attnscope::app::{AttnApp, FilePicker, FileRequest, Settings, ThemeChoice};
 use attnscope::pattern::{PatternKind, PatternParams};
@@ -385,12 +385,11 @@ fn snapshots_of_the_main_views() {
     }
 }
 
-/// Writes `screenshots/*.png` (only with `ATTNSCOPE_SCREENSHOTS=1`).
+/// A tool, not a check: writes `screenshots/*.png` for the README
+/// (`cargo test --test app screenshots -- --ignored`).
 #[test]
+#[ignore = "a tool: writes screenshots/*.png, run with --ignored"]
 fn screenshots() {
-    if std::env::var_os("ATTNSCOPE_SCREENSHOTS").is_none() {
-        return;
-    }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     std::fs::create_dir_all(&out).expect("screenshots dir");
     for (name, s, _) in snapshot_settings() {
@@ -418,9 +417,11 @@ fn median_ms(mut v: Vec<f64>) -> (f64, f64) {
     (v[v.len() / 2], v[v.len() - 1])
 }
 
-/// Prints the CPU time of one UI pass at n = 4096 and n = 65,536 for every view, and while a
-/// slider is dragged (n changes every frame); measured, not asserted.
+/// A tool, not a check: prints the CPU time of one UI pass at n = 4096 and n = 65,536 for every
+/// view, and while a slider is dragged (n changes every frame); measured, not asserted
+/// (`cargo test --release --test app frame_time -- --ignored --nocapture`).
 #[test]
+#[ignore = "a tool: prints frame times, run with --ignored --nocapture"]
 fn frame_time() {
     for n in [4096usize, 65_536] {
         let mut s = Settings::default();

@@ -52,15 +52,17 @@ fn swatch(ui: &mut egui::Ui, c: Color32, text: &str) {
 }
 
 /// A percentage with enough digits for tiny densities.
+/// Never rounds a fraction below 1 up to 100 % ([`crate::stats::percent_text`]).
 pub fn pct(x: f64) -> String {
     let p = 100.0 * x;
-    if p == 0.0 || p >= 10.0 {
-        format!("{p:.1} %")
+    let digits = if p == 0.0 || p >= 10.0 {
+        1
     } else if p >= 0.1 {
-        format!("{p:.2} %")
+        2
     } else {
-        format!("{p:.4} %")
-    }
+        4
+    };
+    format!("{} %", crate::stats::percent_text(x, digits))
 }
 
 /// The pattern's title with its parameters, e.g. `atrous(k=4)`.
@@ -651,5 +653,32 @@ impl MasksView {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pct;
+    use crate::pattern::{PatternKind, PatternParams};
+
+    #[test]
+    fn pct_never_rounds_a_partial_coverage_up_to_100() {
+        // sparse(k = 64, w = 32), n = 4096: two layers leave 992 pairs unreached.
+        let p = PatternParams::new(PatternKind::Sparse, 4096)
+            .stride(64)
+            .window(32)
+            .build()
+            .unwrap();
+        let r = crate::reach::coverage(&p, 2, 3).unwrap();
+        let all = 4096u64 * 4096;
+        assert_eq!(all - r.layers[1].reachable_pairs, 992);
+        assert_eq!(pct(r.layers[1].coverage), "99.99 %");
+        assert_eq!(r.layers_to_full, Some(3));
+        assert_eq!(pct(1.0), "100.0 %");
+        assert_eq!(pct(0.5), "50.0 %");
+        assert_eq!(pct(0.0), "0.0 %");
+        // A tiny non-zero share is never shown as 0.
+        assert_eq!(pct(1e-9), "0.0000001 %");
+        assert_eq!(pct(1.0 - 1e-15), "99.999999999999 %");
     }
 }

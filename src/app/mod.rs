@@ -678,5 +678,47 @@ pub fn run(args: crate::cli::GuiArgs) -> Result<(), String> {
         options,
         Box::new(move |cc| Ok(Box::new(AttnApp::new(cc, &args)))),
     )
-    .map_err(|e| format!("could not open the window: {e}"))
+    .map_err(|e| {
+        format!(
+            "could not open the window: {}",
+            without_source_paths(&e.to_string())
+        )
+    })
+}
+
+/// `text` without the source locations some dependencies put in their messages
+/// (`os error at /root/.cargo/…/linux/mod.rs:765: neither …` → `os error: neither …`).
+fn without_source_paths(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" at ") {
+        let after = &rest[at + 4..];
+        // A location is one word holding `.rs:` and ending in `:` before the message goes on.
+        match after.find(": ") {
+            Some(end) if after[..end].contains(".rs:") && !after[..end].contains(' ') => {
+                out.push_str(&rest[..at]);
+                rest = &after[end..];
+            }
+            _ => {
+                out.push_str(&rest[..at + 4]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod start_up_tests {
+    #[test]
+    fn start_up_errors_drop_dependency_source_paths() {
+        let winit = "winit EventLoopError: os error at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/winit-0.30.13/src/platform_impl/linux/mod.rs:765: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set.";
+        assert_eq!(
+            super::without_source_paths(winit),
+            "winit EventLoopError: os error: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set."
+        );
+        let plain = "no adapter at all: look at the driver";
+        assert_eq!(super::without_source_paths(plain), plain);
+    }
 }

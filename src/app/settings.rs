@@ -361,6 +361,7 @@ pub fn error_flag(e: &PatternError) -> &'static str {
             flag.split_whitespace().next().unwrap_or("--n")
         }
         PatternError::TooLarge { .. } => "--n",
+        PatternError::BlockTooSmall { .. } => "--block",
     }
 }
 

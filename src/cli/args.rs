@@ -219,12 +219,21 @@ impl OptionalPatternArgs {
                 )));
             }
         }
-        if self.pattern.is_some() && self.n.is_some() {
+        self.rest.block()?;
+        // No limit on a pattern's parameters depends on n, so the flags are checked the same
+        // way with or without --n: for the pattern given, or else for every pattern (the app
+        // may open on any), missing values taken from the app's defaults (stride 4, window 3,
+        // a stride that fits a given --summary).
+        let kinds = match self.pattern {
+            Some(k) => vec![k],
+            None => PatternKind::ALL.to_vec(),
+        };
+        for kind in kinds {
             let mut p = self.params_over(&crate::pattern::PatternParams::new(
-                self.pattern.unwrap_or(PatternKind::Sparse),
+                kind,
                 self.n.unwrap_or(64),
             ));
-            p.stride = p.stride.or(Some(4));
+            p.stride = p.stride.or(Some(self.rest.summary.unwrap_or(1).max(4)));
             p.window = p.window.or(Some(3));
             p.build()?;
         }

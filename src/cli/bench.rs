@@ -2,8 +2,11 @@
 
 use super::run::parse_kernel;
 use super::{args::BenchPatternArgs, parse_count, CliError};
-use crate::bench::{default_threads, run_bench, table, BenchConfig, BenchError};
-use crate::inputs::{generate, InputKind};
+use crate::bench::{
+    default_threads, duration_text, estimate, run_bench, table, BenchConfig,
+    DEFAULT_TOTAL_BUDGET_MS, MAX_REPEATS, MAX_WARMUP,
+};
+use crate::inputs::{try_generate, InputKind};
 use crate::kernel::KernelKind;
 use std::sync::atomic::AtomicBool;
 
@@ -12,16 +15,16 @@ use std::sync::atomic::AtomicBool;
 pub struct BenchArgs {
     #[command(flatten)]
     pub pattern: BenchPatternArgs,
-    /// Head dimension d.
+    /// Head dimension d (1 to 4096).
     #[arg(long, value_name = "D", default_value = "64", value_parser = parse_count)]
     pub d: usize,
     /// Comma-separated kernels (default all: dense,masked,csr,block,permuted).
     #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = parse_kernel)]
     pub kernels: Vec<KernelKind>,
-    /// Timed runs per kernel.
+    /// Timed runs per kernel (1 to 1000).
     #[arg(long, value_name = "R", default_value = "5", value_parser = parse_count)]
     pub repeats: usize,
-    /// Untimed warm-up runs per kernel.
+    /// Untimed warm-up runs per kernel (0 to 100).
     #[arg(long, value_name = "W", default_value = "1", value_parser = parse_count)]
     pub warmup: usize,
     /// Worker threads (default: all cores).
@@ -33,7 +36,8 @@ pub struct BenchArgs {
     /// Seed of the sample input.
     #[arg(long = "input-seed", value_name = "S", default_value = "0")]
     pub input_seed: u64,
-    /// Skip kernels whose estimated time per run exceeds this many ms.
+    /// Skip kernels whose estimated time per run exceeds this many ms. Without it, a bench
+    /// estimated to take more than 10 minutes in all is refused before it starts.
     #[arg(long = "budget-ms", value_name = "MS")]
     pub budget_ms: Option<f64>,
     /// Print one JSON object instead of a table.
@@ -70,16 +74,18 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         }
     };
     let block = a.pattern.rest.block()?;
-    if a.d == 0 || a.d > 4096 {
+    super::check_d(a.d)?;
+    if a.repeats == 0 || a.repeats > MAX_REPEATS {
         return Err(CliError::Usage(format!(
-            "--d {} is out of range: expected a head dimension from 1 to 4096",
-            a.d
+            "--repeats {} is out of range: expected from 1 to {MAX_REPEATS} timed runs",
+            a.repeats
         )));
     }
-    if a.repeats == 0 {
-        return Err(CliError::Usage(
-            "--repeats 0 is out of range: expected at least 1 timed run".into(),
-        ));
+    if a.warmup > MAX_WARMUP {
+        return Err(CliError::Usage(format!(
+            "--warmup {} is out of range: expected from 0 to {MAX_WARMUP} warm-up runs",
+            a.warmup
+        )));
     }
     let threads = a.threads.unwrap_or_else(default_threads);
     if threads == 0 || threads > 1024 {
@@ -92,6 +98,11 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             return Err(CliError::Usage(format!(
                 "--budget-ms {b} is out of range: expected a positive number of milliseconds"
             )));
+        }
+    }
+    if !a.kernels.is_empty() {
+        if let Some(p) = &single {
+            check_kernels(p, &a.kernels, block)?;
         }
     }
     let kind = match a.input.as_str() {
@@ -122,7 +133,8 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
             crate::inputs::MAX_ELEMENTS
         )));
     }
-    let qkv = generate(kind, n, a.d);
+    check_time(&p, a.d, &cfg, a.budget_ms)?;
+    let qkv = try_generate(kind, n, a.d).map_err(|e| CliError::Runtime(e.to_string()))?;
     let cancel = AtomicBool::new(false);
     let verbose = !a.json;
     let report = run_bench(&p, &qkv, &cfg, &cancel, &mut |ev| {
@@ -133,13 +145,54 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
                 total,
             } = ev
             {
-                eprintln!("[{}/{}] {kernel}…", index + 1, total);
+                super::note(&format!("[{}/{}] {kernel}…", index + 1, total));
             }
         }
-    })
-    .map_err(|e| match e {
-        BenchError::Threads { .. } => CliError::Runtime(e.to_string()),
-        other => CliError::Usage(other.to_string()),
     })?;
     super::print_report(a.json, &report, || table(&report))
+}
+
+/// Kernels named in `--kernels` that cannot run `p` at all (a block layout too large for
+/// memory) are refused before any work, naming what would work.
+pub(super) fn check_kernels(
+    p: &crate::pattern::Pattern,
+    kernels: &[KernelKind],
+    block: usize,
+) -> Result<(), CliError> {
+    for &k in kernels {
+        crate::kernel::check_plan(k, p, block).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Without `--budget-ms`, refuses a bench estimated (from a short calibration) to take more
+/// than [`DEFAULT_TOTAL_BUDGET_MS`], saying how long it would take.
+pub(super) fn check_time(
+    p: &crate::pattern::Pattern,
+    d: usize,
+    cfg: &BenchConfig,
+    budget_ms: Option<f64>,
+) -> Result<(), CliError> {
+    if budget_ms.is_some() {
+        return Ok(());
+    }
+    let est = estimate(p, d, cfg, DEFAULT_TOTAL_BUDGET_MS)?;
+    let Some(est) = est else { return Ok(()) };
+    if est.total_ms <= DEFAULT_TOTAL_BUDGET_MS {
+        return Ok(());
+    }
+    let (slowest, per_run) = est.slowest().unwrap_or((KernelKind::Dense, est.total_ms));
+    Err(CliError::Usage(format!(
+        "this bench of {} at n = {} would take about {} ({slowest} alone about {} per run, {} \
+         runs per kernel), more than the default budget of {}; give --budget-ms {:.0} to run \
+         every kernel anyway, or a smaller --budget-ms to skip the kernels slower than that \
+         per run (or a smaller --n, --repeats or --kernels list)",
+        p.label(),
+        p.n(),
+        duration_text(est.total_ms),
+        duration_text(per_run),
+        est.runs,
+        duration_text(DEFAULT_TOTAL_BUDGET_MS),
+        per_run.ceil(),
+    )))
 }

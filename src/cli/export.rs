@@ -13,10 +13,10 @@ pub struct ExportArgs {
     /// Output file: .png or .npy.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
-    /// PNG pixels per cell side (1 to 1024; n × S at most 65536).
+    /// PNG pixels per cell side (1 to 1024; n × S at most 65536); PNG only.
     #[arg(long, value_name = "S", default_value = "1", value_parser = parse_count)]
     pub scale: usize,
-    /// PNG colormap: gray, viridis, magma, inferno, plasma, cividis, turbo, blues.
+    /// PNG colormap: gray, viridis, magma, inferno, plasma, cividis, turbo, blues; PNG only.
     #[arg(long, value_name = "NAME", default_value = "gray")]
     pub colormap: String,
     /// Draw block grid lines every B cells (PNG only).
@@ -25,6 +25,17 @@ pub struct ExportArgs {
 }
 
 pub fn run(a: ExportArgs) -> Result<(), CliError> {
+    // --scale, --colormap and --grid shape the PNG only; a .npy ignores them.
+    let is_png = a
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        let p = a.pattern.build()?;
+        write_mask(&p, &a.output, PngOptions::default())?;
+        return Ok(());
+    }
     if !(1..=1024).contains(&a.scale) {
         return Err(CliError::Usage(format!(
             "--scale {} is out of range: expected an integer from 1 to 1024",

@@ -8,6 +8,7 @@ mod bench;
 mod export;
 mod reach;
 mod run;
+mod signals;
 mod stats;
 mod sweep;
 
@@ -92,6 +93,42 @@ impl From<crate::export::ExportError> for CliError {
     }
 }
 
+/// Checks a `--d` head dimension: 1 to [`crate::bench::MAX_D`] (FLOP counts then fit in 64
+/// bits for every n).
+pub(crate) fn check_d(d: usize) -> Result<(), CliError> {
+    if d == 0 || d > crate::bench::MAX_D {
+        return Err(CliError::Usage(format!(
+            "--d {d} is out of range: expected a head dimension from 1 to {}",
+            crate::bench::MAX_D
+        )));
+    }
+    Ok(())
+}
+
+impl From<crate::kernel::KernelError> for CliError {
+    fn from(e: crate::kernel::KernelError) -> Self {
+        use crate::inputs::InputError;
+        use crate::kernel::KernelError;
+        match e {
+            KernelError::OutOfMemory(_) | KernelError::Input(InputError::OutOfMemory(_)) => {
+                CliError::Runtime(e.to_string())
+            }
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::bench::BenchError> for CliError {
+    fn from(e: crate::bench::BenchError) -> Self {
+        use crate::bench::BenchError;
+        match e {
+            BenchError::Threads { .. } => CliError::Runtime(e.to_string()),
+            BenchError::Kernel(k) => k.into(),
+            other => CliError::Usage(other.to_string()),
+        }
+    }
+}
+
 /// What `main` should do after parsing.
 pub enum Outcome {
     /// Open the desktop app with these optional settings.
@@ -110,6 +147,9 @@ where
         Ok(cli) => cli,
         Err(e) => return Outcome::Exit(clap_exit(e)),
     };
+    if matches!(cli.command, Some(ref c) if !matches!(c, Command::Gui(_))) {
+        signals::install();
+    }
     let result = match cli.command {
         None => return Outcome::Gui(GuiArgs::default()),
         Some(Command::Gui(g)) => match g.pattern.validate() {
@@ -157,13 +197,20 @@ pub fn write_output(out: &mut impl std::io::Write, text: &str) -> Result<(), Cli
     }
 }
 
+/// Writes one line to stderr. A stderr that cannot be written (`2>/dev/full`, a closed
+/// descriptor) loses the line but never stops the command: the exit status still tells.
+pub fn note(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// Prints an error as one `error:` line and turns the result into an exit status.
 pub fn finish(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = e.message().replace('\n', " ");
-            eprintln!("error: {msg}");
+            note(&format!("error: {msg}"));
             ExitCode::from(e.exit_code())
         }
     }
@@ -196,7 +243,7 @@ fn clap_exit(e: clap::Error) -> ExitCode {
             } else {
                 first
             };
-            eprintln!("error: {first}");
+            note(&format!("error: {first}"));
             ExitCode::from(2)
         }
     }

@@ -99,10 +99,10 @@ fn table(r: &ReachReport) -> String {
     );
     for l in &r.layers {
         s += &format!(
-            "{:>6}  {:>20}  {:>8.4}%\n",
+            "{:>6}  {:>20}  {:>8}%\n",
             l.layer,
             l.reachable_pairs,
-            100.0 * l.coverage
+            crate::stats::percent_text(l.coverage, 4)
         );
     }
     s += &match r.layers_to_full {

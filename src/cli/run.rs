@@ -2,7 +2,7 @@
 
 use super::args::OptionalPatternArgs;
 use super::CliError;
-use crate::export::{atomic_write, npy_header};
+use crate::export::{npy_header, AtomicFile};
 use crate::inputs::load_qkv;
 use crate::kernel::{run_kernel, KernelKind};
 use crate::pattern::{PatternKind, PatternParams};
@@ -52,6 +52,19 @@ fn parse_scale(s: &str) -> Result<f32, String> {
 }
 
 pub fn run(a: RunArgs) -> Result<(), CliError> {
+    let is_npy = a
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if !is_npy {
+        return Err(CliError::Usage(format!(
+            "cannot write {:?}: the output of run is a float32 .npy array, the file must end in .npy",
+            a.output.display().to_string()
+        )));
+    }
+    // Opened first, so an output that cannot be written fails before the work.
+    let output = AtomicFile::create(&a.output)?;
     let qkv = load_qkv(&a.q, &a.k, &a.v).map_err(|e| {
         if e.is_usage() {
             CliError::Usage(e.to_string())
@@ -77,9 +90,8 @@ pub fn run(a: RunArgs) -> Result<(), CliError> {
         )));
     }
     let p = params.build()?;
-    let out = run_kernel(a.kernel, &p, &qkv, a.scale, block)
-        .map_err(|e| CliError::Usage(e.to_string()))?;
-    atomic_write(&a.output, |w| {
+    let out = run_kernel(a.kernel, &p, &qkv, a.scale, block)?;
+    output.commit(|w| {
         w.write_all(&npy_header("<f4", &[n, d]))?;
         for x in out.iter() {
             w.write_all(&x.to_le_bytes())?;

@@ -8,7 +8,7 @@ use crate::stats::PatternStats;
 pub struct StatsArgs {
     #[command(flatten)]
     pub pattern: PatternArgs,
-    /// Head dimension d for the FLOP counts.
+    /// Head dimension d for the FLOP counts (1 to 4096).
     #[arg(long, value_name = "D", default_value = "64", value_parser = parse_count)]
     pub d: usize,
     /// Print one JSON object instead of a table.
@@ -17,11 +17,7 @@ pub struct StatsArgs {
 }
 
 pub fn run(a: StatsArgs) -> Result<(), CliError> {
-    if a.d == 0 {
-        return Err(CliError::Usage(
-            "--d 0 is out of range: expected a head dimension ≥ 1".into(),
-        ));
-    }
+    super::check_d(a.d)?;
     let block = a.pattern.block()?;
     let p = a.pattern.build()?;
     let s = PatternStats::compute(&p, a.d, block)?;

@@ -2,7 +2,7 @@
 
 use super::bench::BenchArgs;
 use super::CliError;
-use crate::bench::{BenchConfig, BenchError};
+use crate::bench::BenchConfig;
 use crate::inputs::{InputKind, MAX_ELEMENTS};
 use crate::sweep::{parse_sizes, run_sweep, Scaling, SweepConfig, SweepError, SweepProgress};
 use std::sync::atomic::AtomicBool;
@@ -34,11 +34,32 @@ pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), Cl
         bench,
     };
     // Every size's pattern is checked before any timing, so a bad flag is the only line printed.
+    // So are the kernels named in --kernels, and, without --budget-ms, the time of the largest
+    // size (the slowest one).
+    let at = |e: CliError, n: usize| match e {
+        CliError::Usage(m) => CliError::Usage(format!("at n = {n}: {m}")),
+        other => other,
+    };
     for &n in &cfg.sizes {
-        crate::sweep::params_at(&cfg.params, cfg.scaling, n)
+        let p = crate::sweep::params_at(&cfg.params, cfg.scaling, n)
             .build()
             .map_err(|e| CliError::Usage(format!("at n = {n}: {e}")))?;
+        if !a.kernels.is_empty() {
+            super::bench::check_kernels(&p, &a.kernels, cfg.bench.block).map_err(|e| at(e, n))?;
+        }
     }
+    if let Some(&n) = cfg.sizes.iter().max() {
+        let p = crate::sweep::params_at(&cfg.params, cfg.scaling, n)
+            .build()
+            .map_err(|e| CliError::Usage(format!("at n = {n}: {e}")))?;
+        super::bench::check_time(&p, a.d, &cfg.bench, a.budget_ms).map_err(|e| at(e, n))?;
+    }
+    // The CSV file is opened (as a temporary file beside it) before any timing, so a path that
+    // cannot be written fails at once rather than after the whole sweep.
+    let csv = match &a.csv {
+        Some(path) => Some(crate::export::AtomicFile::create(path)?),
+        None => None,
+    };
     let verbose = !a.json;
     let report = run_sweep(&cfg, &AtomicBool::new(false), &mut |e| {
         if !verbose {
@@ -46,26 +67,33 @@ pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), Cl
         }
         match e {
             SweepProgress::Size { index, total, n } => {
-                eprintln!("[size {}/{total}] n = {n}", index + 1)
+                super::note(&format!("[size {}/{total}] n = {n}", index + 1))
             }
             SweepProgress::Kernel {
                 event: crate::bench::Progress::Started { kernel, .. },
                 ..
-            } => eprintln!("  {kernel}…"),
+            } => super::note(&format!("  {kernel}…")),
             _ => {}
         }
     })
     .map_err(|e| match e {
-        SweepError::Bench {
-            source: BenchError::Threads { .. },
-            ..
-        } => CliError::Runtime(e.to_string()),
+        SweepError::Bench { n, source } => match CliError::from(source) {
+            CliError::Usage(m) => CliError::Usage(format!("at n = {n}: {m}")),
+            CliError::Runtime(m) => CliError::Runtime(format!("at n = {n}: {m}")),
+        },
         other => CliError::Usage(other.to_string()),
     })?;
-    if let Some(path) = &a.csv {
-        crate::sweep::write_csv(&report, path)?;
-    }
-    super::print_report(a.json, &report, || table(&report))
+    let written = match csv {
+        Some(file) => {
+            let text = crate::sweep::csv(&report);
+            file.commit(|w| std::io::Write::write_all(w, text.as_bytes()))
+        }
+        None => Ok(()),
+    };
+    // The results are printed even when the CSV could not be written; the error still ends
+    // the command with exit 1.
+    super::print_report(a.json, &report, || table(&report))?;
+    Ok(written?)
 }
 
 /// One line per (n, kernel).

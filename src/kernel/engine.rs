@@ -86,7 +86,7 @@ pub(crate) trait Work {
 /// Runs `w` with the best instruction set this CPU has (AVX-512, AVX2+FMA, or portable).
 pub(crate) fn dispatch<W: Work>(w: W) -> W::Out {
     #[cfg(test)]
-    match FORCE_PATH.load(std::sync::atomic::Ordering::Relaxed) {
+    match FORCE_PATH.with(std::cell::Cell::get) {
         1 => return w.run::<Plain>(),
         #[cfg(target_arch = "x86_64")]
         2 if std::arch::is_x86_feature_detected!("avx2")
@@ -115,9 +115,13 @@ pub(crate) fn dispatch<W: Work>(w: W) -> W::Out {
     w.run::<Plain>()
 }
 
-/// Tests only: 0 = best path, 1 = portable, 2 = AVX2 + FMA without the AVX-512 micro-kernels.
 #[cfg(test)]
-pub(crate) static FORCE_PATH: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+thread_local! {
+    /// Tests only, per thread: 0 = best path, 1 = portable, 2 = AVX2 + FMA without the
+    /// AVX-512 micro-kernels. A test sets it on the threads of its own rayon pool, so tests
+    /// running meanwhile on other threads keep the best path.
+    pub(crate) static FORCE_PATH: std::cell::Cell<u8> = const { std::cell::Cell::new(0) };
+}
 
 /// Name of the code path [`dispatch`] picks on this CPU.
 pub fn simd_path() -> &'static str {

@@ -144,6 +144,9 @@ pub enum KernelError {
         /// Largest n accepted.
         limit: usize,
     },
+    /// Memory for the output or a working copy could not be reserved.
+    #[error(transparent)]
+    OutOfMemory(#[from] crate::memory::OutOfMemory),
     /// A layout of the pattern could not be built.
     #[error(transparent)]
     Pattern(#[from] PatternError),
@@ -204,8 +207,30 @@ pub fn run_kernel(
     block: usize,
 ) -> Result<Array2<f32>, KernelError> {
     check(p, qkv)?;
+    check_plan(kind, p, block)?;
+    check_memory(kind, qkv.n(), qkv.d())?;
     let scale = effective_scale(scale, qkv.d())?;
     kernel(kind, block).forward(p, qkv, scale)
+}
+
+/// Checks, before any work, that kernel `kind` can lay out `p` within its memory limits (the
+/// block kernel's tile list, [`crate::pattern::check_layout`]).
+pub fn check_plan(kind: KernelKind, p: &Pattern, block: usize) -> Result<(), KernelError> {
+    if kind == KernelKind::Block {
+        crate::pattern::check_layout(p, block)?;
+    }
+    Ok(())
+}
+
+/// Checks, before any work, that the buffers kernel `kind` allocates on `n × d` inputs can be
+/// reserved: the output and the packed copies of Q and Kᵀ, `3 · n · d` floats.
+pub fn check_memory(kind: KernelKind, n: usize, d: usize) -> Result<(), KernelError> {
+    let bytes = 3 * (n as u64).saturating_mul(d as u64).saturating_mul(4);
+    crate::memory::check_available(
+        bytes,
+        format!("kernel {}'s output and working copies", kind.name()),
+    )?;
+    Ok(())
 }
 
 /// Score cells kernel `kind` computes on `p` (0 when it cannot run `p`).

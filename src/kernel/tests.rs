@@ -328,16 +328,103 @@ fn kernel_names_round_trip() {
 
 #[test]
 fn portable_and_avx2_paths_match_reference() {
-    use std::sync::atomic::Ordering;
-    // Other tests running meanwhile also take the forced path; every path is correct.
+    // The forced path is set on the threads of a pool of this test's own (the switch is per
+    // thread), so tests running meanwhile on other threads keep the best path.
     for path in [1u8, 2] {
-        engine::FORCE_PATH.store(path, Ordering::Relaxed);
-        for (n, d) in [(131, 64), (70, 19)] {
-            let qkv = generate(InputKind::Random { seed: path as u64 }, n, d);
-            for p in patterns(n, 9, 4) {
-                check_all(&p, &qkv, 32);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .start_handler(move |_| engine::FORCE_PATH.with(|f| f.set(path)))
+            .build()
+            .unwrap();
+        pool.install(|| {
+            assert_eq!(engine::FORCE_PATH.with(std::cell::Cell::get), path);
+            for (n, d) in [(131, 64), (70, 19)] {
+                let qkv = generate(InputKind::Random { seed: path as u64 }, n, d);
+                for p in patterns(n, 9, 4) {
+                    check_all(&p, &qkv, 32);
+                }
+            }
+        });
+    }
+    // This thread and the global pool were never switched.
+    assert_eq!(engine::FORCE_PATH.with(std::cell::Cell::get), 0);
+    let global = rayon::broadcast(|_| engine::FORCE_PATH.with(std::cell::Cell::get));
+    assert!(global.iter().all(|&p| p == 0), "{global:?}");
+}
+
+/// One rule for non-finite input: every kernel refuses it with the same error, naming the array
+/// and the first bad row (before this, csr returned NaN for a NaN query row and the others 0, a
+/// NaN key was dropped silently, an infinite value gave 22 to 64 non-finite rows by kernel).
+#[test]
+fn every_kernel_refuses_non_finite_input_alike() {
+    let n = 96;
+    let p = PatternParams::new(PatternKind::Sparse, n)
+        .stride(8)
+        .window(3)
+        .build()
+        .unwrap();
+    let clean = generate(InputKind::Random { seed: 4 }, n, 16);
+    let mut cases = Vec::new();
+    let mut q = clean.clone();
+    q.q[[5, 3]] = f32::NAN;
+    cases.push((q, "Q", 5));
+    let mut k = clean.clone();
+    k.k[[17, 0]] = f32::NAN;
+    k.k[[40, 0]] = f32::INFINITY;
+    cases.push((k, "K", 17));
+    let mut v = clean.clone();
+    v.v[[63, 15]] = f32::NEG_INFINITY;
+    cases.push((v, "V", 63));
+    for (qkv, what, row) in &cases {
+        for kind in KernelKind::ALL {
+            match run_kernel(kind, &p, qkv, None, 16) {
+                Err(KernelError::Input(crate::inputs::InputError::NonFinite {
+                    what: w,
+                    row: r,
+                    ..
+                })) => {
+                    assert_eq!((w.as_str(), r), (*what, *row), "{kind}");
+                }
+                other => panic!("{kind} on a non-finite {what}: {other:?}"),
             }
         }
     }
-    engine::FORCE_PATH.store(0, Ordering::Relaxed);
+    for kind in KernelKind::ALL {
+        assert!(run_kernel(kind, &p, &clean, None, 16).is_ok(), "{kind}");
+    }
+}
+
+/// The block kernel refuses, before building anything, a tile list that would not fit in
+/// memory, and names a block size that would (a distance-only pattern at B = 1 once grew past
+/// 5 GB towards ~200 GB).
+#[test]
+fn block_layout_size_is_checked_up_front() {
+    let p = PatternParams::new(PatternKind::Sparse, 1 << 20)
+        .stride(64)
+        .window(32)
+        .build()
+        .unwrap();
+    let e = crate::pattern::check_layout(&p, 1).unwrap_err();
+    match &e {
+        crate::pattern::PatternError::BlockTooSmall {
+            block: 1,
+            needed,
+            suggest: Some(b),
+            ..
+        } => {
+            assert!(*needed > crate::pattern::MAX_LAYOUT_TILES, "{e}");
+            assert_eq!(*b, 128, "{e}");
+            assert!(crate::pattern::check_layout(&p, *b).is_ok());
+            assert!(crate::pattern::check_layout(&p, b / 2).is_err());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("use --block 128 or larger"), "{e}");
+    // A small layout passes and is exactly as counted.
+    let small = PatternParams::new(PatternKind::Sparse, 1000)
+        .stride(64)
+        .window(32)
+        .build()
+        .unwrap();
+    assert!(crate::pattern::check_layout(&small, 1).is_ok());
 }

@@ -13,6 +13,10 @@ pub const MAX_BLOCK: usize = 4096;
 /// Most tiles the block statistics of a non-Toeplitz pattern classify one by one.
 pub const MAX_TILES: u64 = 1 << 30;
 
+/// Most non-empty tiles a [`BlockLayout`] may store (each takes 9 bytes in the layout and 12
+/// while it is built: 2²⁶ tiles ≈ 1.4 GB at the peak).
+pub const MAX_LAYOUT_TILES: u64 = 1 << 26;
+
 /// Compressed sparse rows: the allowed keys of each query, sorted ascending.
 ///
 /// Row `i` is `col_indices[row_offsets[i]..row_offsets[i + 1]]`.
@@ -158,10 +162,12 @@ impl BlockStats {
         } else {
             let tiles = nb as u64 * nb as u64;
             if tiles > MAX_TILES {
-                return Err(PatternError::TooLarge {
+                return Err(PatternError::BlockTooSmall {
                     what: "block statistics of this pattern",
+                    block,
                     needed: tiles,
                     limit: MAX_TILES,
+                    suggest: smallest_block(block, |b| all_tiles(n, b) <= MAX_TILES),
                 });
             }
             (0..nb)
@@ -183,6 +189,86 @@ impl BlockStats {
             block_density: visited as f64 / (n as f64 * n as f64),
         }
     }
+}
+
+/// Checks, before any work, that the [`BlockLayout`] of `p` at block size `block` fits its
+/// limit ([`MAX_LAYOUT_TILES`] stored tiles for a Toeplitz mask, [`MAX_TILES`] classified tiles
+/// for the others); the error names a block size that would fit. O(n).
+pub fn check_layout(p: &Pattern, block: usize) -> Result<(), PatternError> {
+    check_block(p, block)?;
+    let diagonals = p.kind().is_toeplitz().then(|| toeplitz_diagonals(p, block));
+    check_layout_size(p, block, diagonals.as_deref())
+}
+
+fn check_layout_size(
+    p: &Pattern,
+    block: usize,
+    diagonals: Option<&[i64]>,
+) -> Result<(), PatternError> {
+    let n = p.n();
+    let nb = n.div_ceil(block);
+    // The size of the layout is known before it is built: refuse one that would not fit
+    // (naming a block size that would), rather than grow until memory runs out.
+    let (bound, limit) = match diagonals {
+        Some(ds) => (diagonal_tiles(ds, nb), MAX_LAYOUT_TILES),
+        None => (all_tiles(n, block), MAX_TILES),
+    };
+    if bound > limit {
+        let toeplitz = diagonals.is_some();
+        return Err(PatternError::BlockTooSmall {
+            what: "a block layout of this pattern",
+            block,
+            needed: bound,
+            limit,
+            suggest: smallest_block(block, |b| {
+                if toeplitz {
+                    diagonal_tiles(&toeplitz_diagonals(p, b), n.div_ceil(b)) <= MAX_LAYOUT_TILES
+                } else {
+                    all_tiles(n, b) <= MAX_TILES
+                }
+            }),
+        });
+    }
+    Ok(())
+}
+
+/// Block diagonals δ = bi − bj (descending) of a Toeplitz mask at block size `block` that can
+/// hold a non-empty tile: a tile on δ holds the distances `[δB − B + 1, δB + B − 1]`. O(n).
+fn toeplitz_diagonals(p: &Pattern, block: usize) -> Vec<i64> {
+    let n = p.n();
+    let nb = n.div_ceil(block);
+    let (b, ni) = (block as i64, n as i64);
+    (-(nb as i64) + 1..nb as i64)
+        .rev()
+        .filter(|&delta| {
+            let lo = (delta * b - b + 1).max(-ni + 1);
+            let hi = (delta * b + b - 1).min(ni - 1);
+            (lo..=hi).any(|d| p.allows_distance(d))
+        })
+        .collect()
+}
+
+/// Tiles on the block diagonals `ds` of an `nb × nb` tiling (`nb − |δ|` each).
+fn diagonal_tiles(ds: &[i64], nb: usize) -> u64 {
+    ds.iter().map(|d| nb as u64 - d.unsigned_abs()).sum()
+}
+
+/// Every tile of the tiling of `n` at block size `block`.
+fn all_tiles(n: usize, block: usize) -> u64 {
+    let nb = n.div_ceil(block) as u64;
+    nb * nb
+}
+
+/// The smallest block size above `block` (doubling, then [`MAX_BLOCK`]) for which `fits`.
+fn smallest_block(block: usize, fits: impl Fn(usize) -> bool) -> Option<usize> {
+    let mut b = block;
+    while b < MAX_BLOCK {
+        b = (b * 2).min(MAX_BLOCK);
+        if fits(b) {
+            return Some(b);
+        }
+    }
+    None
 }
 
 fn check_block(p: &Pattern, block: usize) -> Result<(), PatternError> {
@@ -232,24 +318,12 @@ impl BlockLayout {
         // Candidate block columns of block row bi. For a Toeplitz mask a tile on block diagonal
         // δ = bi − bj holds distances d ∈ [δB − B + 1, δB + B − 1]; only diagonals where some
         // such d is allowed can hold a non-empty tile, so the layout costs O(n + tiles).
-        let diagonals: Option<Vec<i64>> = p.kind().is_toeplitz().then(|| {
-            let (b, ni) = (block as i64, n as i64);
-            (-(nb as i64) + 1..nb as i64)
-                .rev()
-                .filter(|&delta| {
-                    let lo = (delta * b - b + 1).max(-ni + 1);
-                    let hi = (delta * b + b - 1).min(ni - 1);
-                    (lo..=hi).any(|d| p.allows_distance(d))
-                })
-                .collect()
-        });
-        if diagonals.is_none() && (nb as u64) * (nb as u64) > MAX_TILES {
-            return Err(PatternError::TooLarge {
-                what: "a block layout of this pattern",
-                needed: nb as u64 * nb as u64,
-                limit: MAX_TILES,
-            });
-        }
+        let diagonals: Option<Vec<i64>> =
+            p.kind().is_toeplitz().then(|| toeplitz_diagonals(p, block));
+        check_layout_size(p, block, diagonals.as_deref())?;
+        // Every layout is also counted as it is built, and refused past MAX_LAYOUT_TILES.
+        let stored = std::sync::atomic::AtomicU64::new(0);
+        let over = std::sync::atomic::AtomicBool::new(false);
         let rows: Vec<Vec<(u32, BlockKind, u32)>> = (0..nb)
             .into_par_iter()
             .map(|bi| {
@@ -265,6 +339,9 @@ impl BlockLayout {
                     None => Box::new(0..nb),
                 };
                 for bj in candidates {
+                    if over.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
                     let c = span(bj);
                     let area = (r.len() * c.len()) as u64;
                     let count = p.count_rect(r.clone(), c);
@@ -278,9 +355,23 @@ impl BlockLayout {
                     };
                     tiles.push((bj as u32, kind, count as u32));
                 }
+                let before =
+                    stored.fetch_add(tiles.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                if before + tiles.len() as u64 > MAX_LAYOUT_TILES {
+                    over.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 tiles
             })
             .collect();
+        if over.into_inner() {
+            return Err(PatternError::BlockTooSmall {
+                what: "a block layout of this pattern",
+                block,
+                needed: stored.into_inner(),
+                limit: MAX_LAYOUT_TILES,
+                suggest: smallest_block(block, |b| all_tiles(n, b) <= MAX_LAYOUT_TILES),
+            });
+        }
         let total: usize = rows.iter().map(Vec::len).sum();
         let mut row_offsets = Vec::with_capacity(nb + 1);
         let mut cols = Vec::with_capacity(total);

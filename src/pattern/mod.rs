@@ -16,7 +16,10 @@ mod count;
 mod layout;
 mod raster;
 
-pub use layout::{BlockKind, BlockLayout, BlockStats, CsrLayout, MAX_BLOCK, MAX_CSR_ENTRIES};
+pub use layout::{
+    check_layout, BlockKind, BlockLayout, BlockStats, CsrLayout, MAX_BLOCK, MAX_CSR_ENTRIES,
+    MAX_LAYOUT_TILES,
+};
 pub use raster::Raster;
 
 use std::fmt;
@@ -226,6 +229,24 @@ pub enum PatternError {
         value: u64,
         /// Accepted range, in words.
         range: String,
+    },
+    /// A block layout or block statistics at this block size would be too large; a larger
+    /// block size would not.
+    #[error("{what} at --block {block} would need {needed} tiles, more than the limit of {limit}; {}", match suggest {
+        Some(b) => format!("use --block {b} or larger"),
+        None => "use a smaller --n".to_string(),
+    })]
+    BlockTooSmall {
+        /// What was being built.
+        what: &'static str,
+        /// The block size B given.
+        block: usize,
+        /// Tiles it would need (at least, when counted while building).
+        needed: u64,
+        /// The limit.
+        limit: u64,
+        /// The smallest block size that fits, if any.
+        suggest: Option<usize>,
     },
     /// A layout would not fit in memory.
     #[error("{what} would need {needed} entries, more than the limit of {limit}; use a smaller --n or a sparser pattern")]

@@ -329,6 +329,13 @@ fn parse_entry(entry: &str) -> Result<LayerSpec, ScheduleSpecError> {
                 return Err(syntax("text after ')'"));
             }
             let inner = &entry[open + 1..close];
+            let (opens, closes) = (entry.matches('(').count(), entry.matches(')').count());
+            if closes > opens {
+                return Err(syntax("one ')' too many"));
+            }
+            if opens > closes {
+                return Err(syntax("missing ')'"));
+            }
             if inner.contains(['(', ')']) {
                 return Err(syntax("nested parentheses"));
             }
@@ -630,6 +637,8 @@ mod tests {
             ("local)", "local)", "')' without '('"),
             ("local(w=1)x", "local(w=1)x", "text after ')'"),
             ("local((w=1))", "local((w=1))", "nested parentheses"),
+            ("local(w=3))", "local(w=3))", "one ')' too many"),
+            ("local((w=3)", "local((w=3)", "missing ')'"),
             ("local(w)", "local(w)", "w needs a value"),
             (
                 "local(w=1,,causal)",
