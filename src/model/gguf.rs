@@ -563,26 +563,50 @@ impl Gguf {
     /// Tensor `name` dequantised to f32 (row-major, `dims` fastest first), checked to have
     /// `dims` when given.
     pub fn tensor_f32(&self, name: &str, dims: Option<&[u64]>) -> Result<Vec<f32>, ModelError> {
-        let t = self
-            .tensor(name)
-            .ok_or_else(|| self.error(format!("tensor {name} is missing")))?;
-        if let Some(want) = dims {
-            if t.dims != want {
-                return Err(self.error(format!(
-                    "tensor {name} has dimensions {:?}, expected {want:?}",
-                    t.dims
-                )));
-            }
-        }
+        let t = self.checked(name, dims)?;
+        let mut out = vec![0f32; t.elements() as usize];
+        self.tensor_into(name, dims, &mut out)?;
+        Ok(out)
+    }
+
+    /// Dequantises tensor `name` (checked to have `dims` when given) into `out`, which must
+    /// hold exactly its values (e.g. a row range of a stacked weight matrix).
+    pub fn tensor_into(
+        &self,
+        name: &str,
+        dims: Option<&[u64]>,
+        out: &mut [f32],
+    ) -> Result<(), ModelError> {
+        let t = self.checked(name, dims)?;
         let ty = GgmlType::from_code(t.type_code).ok_or_else(|| {
             self.error(format!(
                 "tensor {name} has type {}; attnscope reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K and Q6_K",
                 type_name(t.type_code)
             ))
         })?;
-        let mut out = vec![0f32; t.elements() as usize];
-        dequantize(ty, self.raw(t, ty), &mut out);
-        Ok(out)
+        if out.len() as u64 != t.elements() {
+            return Err(self.error(format!(
+                "tensor {name} has {} values, {} expected",
+                t.elements(),
+                out.len()
+            )));
+        }
+        dequantize(ty, self.raw(t, ty), out);
+        Ok(())
+    }
+
+    /// The entry of tensor `name`, checked to have `dims` when given.
+    fn checked(&self, name: &str, dims: Option<&[u64]>) -> Result<&TensorInfo, ModelError> {
+        let t = self
+            .tensor(name)
+            .ok_or_else(|| self.error(format!("tensor {name} is missing")))?;
+        match dims {
+            Some(want) if t.dims != want => Err(self.error(format!(
+                "tensor {name} has dimensions {:?}, expected {want:?}",
+                t.dims
+            ))),
+            _ => Ok(t),
+        }
     }
 }
 

@@ -156,24 +156,34 @@ impl Llama {
             None => None,
         };
         let (qd, kvd) = (heads * head_dim, kv_heads * head_dim);
+        // Dequantises `parts` (name, rows) one under the other into one `(Σ rows, hidden)`.
+        let stacked = |parts: &[(String, usize)]| -> Result<Array2<f32>, ModelError> {
+            let rows: usize = parts.iter().map(|p| p.1).sum();
+            let mut out = Array2::zeros((rows, hidden));
+            let flat = out
+                .as_slice_mut()
+                .ok_or_else(|| g.error("internal: a new array is not contiguous"))?;
+            let mut start = 0;
+            for (name, r) in parts {
+                let end = start + r * hidden;
+                g.tensor_into(name, Some(&[h, *r as u64][..]), &mut flat[start..end])?;
+                start = end;
+            }
+            Ok(out)
+        };
         let mut blocks = Vec::with_capacity(layers);
         for l in 0..layers {
             let name = |t: &str| format!("blk.{l}.{t}.weight");
-            let wq = matrix(&name("attn_q"), qd, hidden)?;
-            let wk = matrix(&name("attn_k"), kvd, hidden)?;
-            let wv = matrix(&name("attn_v"), kvd, hidden)?;
-            let wg = matrix(&name("ffn_gate"), ff, hidden)?;
-            let wu = matrix(&name("ffn_up"), ff, hidden)?;
-            let stack = |parts: &[&Array2<f32>]| {
-                ndarray::concatenate(Axis(0), &parts.iter().map(|a| a.view()).collect::<Vec<_>>())
-                    .map_err(|e| g.error(e.to_string()))
-            };
             blocks.push(Layer {
                 attn_norm: vector(&name("attn_norm"))?,
-                wqkv: stack(&[&wq, &wk, &wv])?,
+                wqkv: stacked(&[
+                    (name("attn_q"), qd),
+                    (name("attn_k"), kvd),
+                    (name("attn_v"), kvd),
+                ])?,
                 wo: matrix(&name("attn_output"), hidden, qd)?,
                 ffn_norm: vector(&name("ffn_norm"))?,
-                wgate_up: stack(&[&wg, &wu])?,
+                wgate_up: stacked(&[(name("ffn_gate"), ff), (name("ffn_up"), ff)])?,
                 wdown: matrix(&name("ffn_down"), hidden, ff)?,
             });
         }
@@ -272,16 +282,22 @@ impl Llama {
         let (heads, n, d) = q.dim();
         let group = heads / self.info.kv_heads;
         let kind = kernel_for(pattern);
+        // Heads in parallel (each kernel also splits its query tiles over the pool).
+        let outs = (0..heads)
+            .into_par_iter()
+            .map(|h| {
+                let g = h / group;
+                let qkv = Qkv {
+                    q: q.index_axis(Axis(0), h).to_owned(),
+                    k: k.index_axis(Axis(0), g).to_owned(),
+                    v: v.index_axis(Axis(0), g).to_owned(),
+                };
+                run_kernel(kind, pattern, &qkv, None, DEFAULT_BLOCK)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out = Array2::zeros((n, heads * d));
-        for h in 0..heads {
-            let g = h / group;
-            let qkv = Qkv {
-                q: q.index_axis(Axis(0), h).to_owned(),
-                k: k.index_axis(Axis(0), g).to_owned(),
-                v: v.index_axis(Axis(0), g).to_owned(),
-            };
-            let o = run_kernel(kind, pattern, &qkv, None, DEFAULT_BLOCK)?;
-            out.slice_mut(s![.., h * d..(h + 1) * d]).assign(&o);
+        for (h, o) in outs.iter().enumerate() {
+            out.slice_mut(s![.., h * d..(h + 1) * d]).assign(o);
         }
         Ok(out)
     }
