@@ -48,6 +48,23 @@ fn raster(c: &mut Criterion) {
                 .random(3)
                 .seed(1),
         ),
+        (
+            "expr_window_sinks_causal",
+            PatternParams::new(PatternKind::Custom, n).expr("(local(w=64) | sink(s=4)) & causal"),
+        ),
+        (
+            "expr_dilated_window",
+            PatternParams::new(PatternKind::Custom, n).expr("local(w=256) & atrous(k=4)"),
+        ),
+        (
+            "expr_sparse_global_sink",
+            PatternParams::new(PatternKind::Custom, n)
+                .expr("local(w=64) | atrous(k=256) | global(g=16) | sink(s=4)"),
+        ),
+        (
+            "expr_fixed_and_window",
+            PatternParams::new(PatternKind::Custom, n).expr("fixed(l=256, c=16) & local(w=512)"),
+        ),
     ];
     for (name, params) in cases {
         // Build the pattern once per iteration too: the O(n) prefix table is part of the cost.

@@ -355,7 +355,7 @@ fn bench_in_pool(
     Ok(BenchReport {
         n,
         d,
-        pattern: p.kind().name().to_string(),
+        pattern: p.name(),
         label: p.label(),
         threads: cfg.threads,
         results,

@@ -4,6 +4,8 @@
 //! whatever the size, and both write to a temporary file in the target directory that is
 //! renamed into place only when complete: a failure never leaves a partial file.
 
+pub mod flex;
+
 use crate::pattern::Pattern;
 use crate::render::{Colormap, GRID_RGB};
 use std::io::{BufWriter, Write};
@@ -22,7 +24,7 @@ pub enum ExportError {
     #[error("{0}")]
     TooLarge(String),
     /// The file extension is not one we write (a usage error).
-    #[error("cannot tell the format of {path:?}: the output file must end in .png or .npy")]
+    #[error("cannot tell the format of {path:?}: the output file must end in .png, .npy or .py (FlexAttention mask_mod)")]
     UnknownFormat {
         /// The path given.
         path: String,
@@ -81,10 +83,17 @@ pub fn write_mask(p: &Pattern, path: &Path, opts: PngOptions) -> Result<(), Expo
     match ext.as_deref() {
         Some("png") => write_png(p, path, opts),
         Some("npy") => write_npy(p, path),
+        Some("py") => write_flex(p, path),
         _ => Err(ExportError::UnknownFormat {
             path: path.display().to_string(),
         }),
     }
+}
+
+/// Writes a Python module defining the FlexAttention `mask_mod` of `p` ([`flex`]).
+pub fn write_flex(p: &Pattern, path: &Path) -> Result<(), ExportError> {
+    let text = flex::python_module(p);
+    atomic_write(path, |w| w.write_all(text.as_bytes()))
 }
 
 /// Writes the mask as a PNG: row i = query i from the top, column j = key j from the left,

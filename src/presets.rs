@@ -181,6 +181,24 @@ pub fn all() -> Vec<Preset> {
             schedule: None,
         },
         Preset {
+            name: "window-sinks",
+            title: "Window + sinks (StreamingLLM)",
+            caption: "A causal sliding window of 64 plus 4 \"sink\" tokens that every query keeps \
+                      (StreamingLLM): n = 1024, each query reads at most 69 keys, and the first \
+                      tokens — where trained decoders park spare attention — are never dropped.",
+            params: p(K::Custom, 1024).expr("(local(w=64) | sink(s=4)) & causal"),
+            schedule: None,
+        },
+        Preset {
+            name: "dilated-window",
+            title: "Dilated window",
+            caption: "A window of 256 in which only every 4th key is kept: local(w=256) & \
+                      atrous(k=4), n = 1024. It reaches as far as a window of 256 at the cost of \
+                      a window of 64, but, like atrous, splits the tokens into 4 groups.",
+            params: p(K::Custom, 1024).expr("local(w=256) & atrous(k=4)"),
+            schedule: None,
+        },
+        Preset {
             name: "gpt3",
             title: "GPT-3: dense / banded",
             caption: "GPT-3 (Brown et al. 2020) alternates dense and locally banded layers, \
@@ -208,7 +226,7 @@ mod tests {
     #[test]
     fn every_preset_builds_with_a_unique_name_and_a_caption() {
         let presets = all();
-        assert_eq!(presets.len(), 12);
+        assert_eq!(presets.len(), 14);
         for (t, p) in presets.iter().enumerate() {
             assert!(p.pattern().is_ok(), "{}", p.name);
             assert!(p.layer_schedule().is_ok(), "{}", p.name);
@@ -228,6 +246,14 @@ mod tests {
         assert_eq!(nnz("seed-sparse"), 1396);
         // Causal: the lower triangle of the sparse mask, diagonal included.
         assert_eq!(nnz("seed-sparse-causal"), (1396 - 64) / 2 + 64);
+        // Window of 64 (causal: min(i, 64) + 1 keys) plus the sinks below each window.
+        let window: u64 = (0..1024u64).map(|i| i.min(64) + 1).sum();
+        let sinks: u64 = (0..1024u64).map(|i| i.saturating_sub(64).min(4)).sum();
+        assert_eq!(nnz("window-sinks"), window + sinks);
+        // Distances 0, ±4, …, ±256 inside [0, n): 129 keys in the middle rows.
+        let dw = by_name("dilated-window").unwrap().pattern().unwrap();
+        assert_eq!(dw.row_nnz(512), 129);
+        assert_eq!(dw.row_nnz(0), 65);
     }
 
     #[test]

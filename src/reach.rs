@@ -140,7 +140,7 @@ impl Schedule {
 
     /// The pattern names of the layers, comma-separated (`sparse`, `dense,local`).
     pub fn names(&self) -> String {
-        let names: Vec<&str> = self.layers.iter().map(|p| p.kind().name()).collect();
+        let names: Vec<String> = self.layers.iter().map(|p| p.name()).collect();
         names.join(",")
     }
 
@@ -372,6 +372,9 @@ enum Plan {
     Fixed { l: usize, c: usize, causal: bool },
     /// Window `w`, `g` global rows and columns.
     Longformer { w: usize, g: usize, causal: bool },
+    /// Any other expression: each row's keys from the pattern, as runs of consecutive keys
+    /// (O(row nnz) per row and layer).
+    Keys(Box<Pattern>),
     /// Key runs `[a, b]` allowed to each block row of size `b` (without the causal mask).
     BigBird {
         b: usize,
@@ -438,6 +441,7 @@ impl Plan {
                     .collect();
                 Plan::BigBird { b, runs, causal }
             }
+            PatternKind::Custom => Plan::Keys(Box::new(p.clone())),
         })
     }
 }
@@ -736,6 +740,18 @@ fn step(
                     let hi = if causal { i } else { (i + w).min(n - 1) };
                     or(&range.query(cur, i.saturating_sub(w), hi), &globals)
                 };
+            }
+        }
+        Plan::Keys(ref p) => {
+            range.build(cur);
+            let mut keys = Vec::new();
+            for (i, o) in out.iter_mut().enumerate() {
+                p.row_keys(i, &mut keys);
+                let mut acc = [0; CW];
+                for (a, e) in key_runs(&keys) {
+                    or_into(&mut acc, &range.query(cur, a, e));
+                }
+                *o = acc;
             }
         }
         Plan::BigBird {

@@ -76,7 +76,7 @@ impl PatternStats {
         let n2 = n as u64 * n as u64;
         let flops = |cells: u64| 4 * d as u64 * cells;
         Ok(Self {
-            pattern: p.kind().name().to_string(),
+            pattern: p.name(),
             label: p.label(),
             n,
             d,

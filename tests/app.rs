@@ -83,6 +83,43 @@ fn picking_another_pattern_adds_its_map() {
 }
 
 #[test]
+fn typing_an_expression_changes_the_counts_and_a_bad_one_keeps_the_map() {
+    let mut h = harness(Settings::default(), no_files());
+    settle(&mut h);
+    // (local(w=3) | sink(s=4)) & causal at n = 64: Σ (min(i, 3) + 1) + Σ min(max(i − 3, 0), 4).
+    let window: u64 = (0..64u64).map(|i| i.min(3) + 1).sum();
+    let sinks: u64 = (0..64u64).map(|i| i.saturating_sub(3).min(4)).sum();
+    let want = format!("{}", window + sinks);
+    assert!(!has_label(&h, &want));
+    h.get_by_label("pattern expression").focus();
+    h.run_steps(2);
+    h.get_by_label("pattern expression")
+        .type_text("(local(w=3) | sink(s=4)) & causal");
+    settle(&mut h);
+    let s = &h.state().shared.settings.params;
+    assert_eq!(s.kind, PatternKind::Custom);
+    assert_eq!(s.expr.as_deref(), Some("(local(w=3) | sink(s=4)) & causal"));
+    assert!(
+        has_label(&h, &want),
+        "nnz {want} of the typed expression is shown"
+    );
+    assert!(
+        has_label(&h, "sink(s=4)"),
+        "the legend names the union's members"
+    );
+    // A bad expression: the message appears, the settings and the map stay.
+    h.get_by_label("pattern expression").type_text(" |");
+    settle(&mut h);
+    assert!(h.query_by_label("pattern expression error").is_some());
+    let s = &h.state().shared.settings.params;
+    assert_eq!(s.expr.as_deref(), Some("(local(w=3) | sink(s=4)) & causal"));
+    assert!(
+        has_label(&h, &want),
+        "the last good pattern stays on screen"
+    );
+}
+
+#[test]
 fn an_invalid_value_is_explained_and_can_be_fixed() {
     let mut s = Settings::default();
     s.params.n = 65_536;

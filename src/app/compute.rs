@@ -22,6 +22,21 @@ pub const BOTH_RGB: [u8; 3] = [235, 70, 150];
 /// Colour of "allowed" / "reaches every pair" in text and bars (green).
 pub const ALLOWED_RGB: [u8; 3] = [80, 200, 120];
 
+/// Colours of the members of a union in the selected map, in order (then repeated).
+pub const MEMBER_RGB: [[u8; 3]; 6] = [
+    LOCAL_RGB,
+    ATROUS_RGB,
+    [80, 200, 120],
+    [170, 110, 230],
+    [230, 200, 60],
+    [90, 210, 220],
+];
+
+/// The colour of union member `x`.
+pub fn member_rgb(x: usize) -> [u8; 3] {
+    MEMBER_RGB[x % MEMBER_RGB.len()]
+}
+
 /// An RGB triple as an egui colour.
 pub fn rgb(c: [u8; 3]) -> egui::Color32 {
     egui::Color32::from_rgb(c[0], c[1], c[2])
@@ -252,6 +267,7 @@ pub fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<Ma
                 }
                 MapId::Atrous => tinted(r, ATROUS_RGB, job.dark),
                 MapId::Local => tinted(r, LOCAL_RGB, job.dark),
+                MapId::Selected if p.member_labels().len() > 1 => members_image(&p, r, job.dark),
                 MapId::Selected => mapped(r, job.colormap),
             }
         };
@@ -377,6 +393,42 @@ pub fn composite(sparse: &Raster, local: &Raster, atrous: &Raster, dark: bool) -
         }
     }
     image_of(sparse, out)
+}
+
+/// A union coloured by member: each pixel mixes the colours of the members that allow its
+/// cells, weighted by their counts, over the background by the union's share [`intensity`].
+pub fn members_image(p: &Pattern, r: &Raster, dark: bool) -> MaskImage {
+    let rows = r.row_edges[0]..r.row_edges[r.height];
+    let cols = r.col_edges[0]..r.col_edges[r.width];
+    let parts: Vec<Raster> = p
+        .members()
+        .iter()
+        .map(|m| Raster::build_region(m, rows.clone(), cols.clone(), r.width, r.height))
+        .collect();
+    let bg = background(dark);
+    let mut out = Vec::with_capacity(r.counts.len() * 4);
+    for y in 0..r.height {
+        for x in 0..r.width {
+            let t = y * r.width + x;
+            let area = r.area(x, y).max(1) as f32;
+            let weights: Vec<f32> = parts.iter().map(|m| m.counts[t] as f32).collect();
+            let total = weights.iter().sum::<f32>().max(1.0);
+            let level = intensity(r.counts[t] as f32 / area);
+            let mix = |k: usize| {
+                let c: f32 = weights
+                    .iter()
+                    .enumerate()
+                    .map(|(m, w)| w * member_rgb(m)[k] as f32)
+                    .sum::<f32>()
+                    / total;
+                (bg[k] as f32 + (c - bg[k] as f32) * level)
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            };
+            out.extend_from_slice(&[mix(0), mix(1), mix(2), 255]);
+        }
+    }
+    image_of(r, out)
 }
 
 /// The block overlay on the grid of `r`: each pixel takes the kind of the `B × B` tile under

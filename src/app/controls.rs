@@ -8,7 +8,66 @@ use crate::render::Colormap;
 
 /// State of the controls panel.
 #[derive(Default)]
-pub struct Controls {}
+pub struct Controls {
+    /// The pattern field as typed.
+    expr_text: String,
+    /// The settings' pattern text the field last showed (to follow menus, presets, keys).
+    expr_synced: Option<String>,
+    /// Why the typed expression was refused (the last good pattern stays on screen).
+    expr_error: Option<String>,
+    /// Whether the field had the keyboard focus last frame (then it is not overwritten).
+    expr_typing: bool,
+}
+
+impl Controls {
+    /// The pattern field: an expression validated as it is typed; a valid one becomes the
+    /// selected pattern, a bad one shows its error in red and changes nothing.
+    fn expression_field(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
+        let s = &mut shared.settings;
+        let current = s.params.text().to_string();
+        if self.expr_synced.as_deref() != Some(current.as_str()) && !self.expr_typing {
+            self.expr_text = current.clone();
+            self.expr_synced = Some(current);
+            self.expr_error = None;
+        }
+        let resp = ui
+            .add(
+                egui::TextEdit::singleline(&mut self.expr_text)
+                    .id_salt("pattern expression")
+                    .hint_text("(local(w=64) | sink(s=4)) & causal")
+                    .desired_width(f32::INFINITY),
+            )
+            .accessible_name("pattern expression")
+            .on_hover_text(
+                "A pattern name or an expression: terms dense, local(w), atrous(k), sink(s), \
+                 global(g), causal and the named patterns, joined by | (union) and & (intersection, \
+                 binds tighter), with parentheses. A bare name takes k, w… from the controls below.",
+            );
+        self.expr_typing = resp.has_focus();
+        if resp.changed() {
+            let given = crate::pattern::PatternParams::from_text(&self.expr_text, s.params.n);
+            let mut candidate = s.params.clone();
+            candidate.kind = given.kind;
+            candidate.expr = given.expr;
+            match candidate.build() {
+                Ok(_) => {
+                    s.params = candidate;
+                    self.expr_synced = Some(s.params.text().to_string());
+                    self.expr_error = None;
+                }
+                Err(e) => self.expr_error = Some(e.to_string()),
+            }
+        }
+        if let Some(e) = &self.expr_error {
+            ui.label(
+                egui::RichText::new(e)
+                    .color(ui.visuals().error_fg_color)
+                    .small(),
+            )
+            .accessible_name("pattern expression error");
+        }
+    }
+}
 
 /// What each pattern kind means, for the pattern menu's tooltips.
 pub fn kind_hint(k: PatternKind) -> &'static str {
@@ -25,6 +84,7 @@ pub fn kind_hint(k: PatternKind) -> &'static str {
         }
         PatternKind::Longformer => "window w plus g global tokens",
         PatternKind::Bigbird => "block window, global and seeded random blocks (block size B)",
+        PatternKind::Custom => "a pattern expression, typed in the field below",
     }
 }
 
@@ -82,8 +142,13 @@ impl Controls {
             .selected_text(kind.name())
             .show_ui(ui, |ui| {
                 for k in PatternKind::ALL {
-                    ui.selectable_value(&mut s.params.kind, k, k.name())
-                        .on_hover_text(kind_hint(k));
+                    if ui
+                        .selectable_value(&mut s.params.kind, k, k.name())
+                        .on_hover_text(kind_hint(k))
+                        .clicked()
+                    {
+                        s.params.expr = None;
+                    }
                 }
             })
             .response
@@ -91,6 +156,9 @@ impl Controls {
                 "The selected pattern: {}. atrous, local and sparse are always shown; any other is added as a fourth map.",
                 kind_hint(kind)
             ));
+        self.expression_field(ui, shared);
+        problem(ui, shared, "--pattern");
+        let s = &mut shared.settings;
         let n_max = crate::APP_MAX_N;
         count_control(
             ui,

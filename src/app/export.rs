@@ -187,6 +187,26 @@ impl ExportPanel {
                 self.export_mask(shared, FileRequest::SaveMaskNpy);
             }
             if ui
+                .add_enabled(!busy, egui::Button::new("Save mask_mod .py…"))
+                .on_hover_text("Save the selected pattern as a Python module defining a FlexAttention mask_mod(b, h, q_idx, kv_idx) (works with torch tensors and NumPy arrays)")
+                .clicked()
+            {
+                self.export_mask(shared, FileRequest::SaveFile("mask_mod.py"));
+            }
+            if ui
+                .button("Copy as FlexAttention mask_mod")
+                .on_hover_text("Copy the Python mask_mod of the selected pattern to the clipboard, for torch.nn.attention.flex_attention.create_block_mask")
+                .clicked()
+            {
+                match shared.settings.selected_pattern() {
+                    Ok(p) => {
+                        ui.ctx().copy_text(crate::export::flex::python_module(&p));
+                        shared.info(format!("copied the FlexAttention mask_mod of {} to the clipboard", p.label()));
+                    }
+                    Err(e) => shared.error(format!("cannot copy: {e}")),
+                }
+            }
+            if ui
                 .add_enabled(!busy, egui::Button::new("Screenshot…"))
                 .on_hover_text("Save the whole window as PNG (F12)")
                 .clicked()

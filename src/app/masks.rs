@@ -6,8 +6,8 @@
 //! uploads them as `NEAREST` textures when a new result arrives.
 
 use super::compute::{
-    background, rgb, MapOut, ALLOWED_RGB, ATROUS_RGB, BOTH_RGB, EMPTY_RGBA, FULL_RGBA, LOCAL_RGB,
-    PARTIAL_RGBA,
+    background, member_rgb, rgb, MapOut, ALLOWED_RGB, ATROUS_RGB, BOTH_RGB, EMPTY_RGBA, FULL_RGBA,
+    LOCAL_RGB, PARTIAL_RGBA,
 };
 use super::settings::MapId;
 use super::{Shared, View};
@@ -537,15 +537,22 @@ impl View for MasksView {
                             }
                             MapId::Atrous => swatch(ui, rgb(ATROUS_RGB), "|i − j| mod k = 0"),
                             MapId::Local => swatch(ui, rgb(LOCAL_RGB), "|i − j| ≤ w"),
-                            MapId::Selected => {
-                                ui.label(
-                                    RichText::new(format!(
-                                        "colormap {}",
-                                        shared.settings.colormap.name()
-                                    ))
-                                    .small(),
-                                );
-                            }
+                            MapId::Selected => match &m.pattern {
+                                Ok(p) if p.member_labels().len() > 1 => {
+                                    for (x, label) in p.member_labels().iter().enumerate() {
+                                        swatch(ui, rgb(member_rgb(x)), label);
+                                    }
+                                }
+                                _ => {
+                                    ui.label(
+                                        RichText::new(format!(
+                                            "colormap {}",
+                                            shared.settings.colormap.name()
+                                        ))
+                                        .small(),
+                                    );
+                                }
+                            },
                         });
                         let (h, c, b, w, rect) = self.plot(ui, m, n, side, shared, reset);
                         if h.is_some() {

@@ -362,6 +362,10 @@ pub fn error_flag(e: &PatternError) -> &'static str {
         }
         PatternError::TooLarge { .. } => "--n",
         PatternError::BlockTooSmall { .. } => "--block",
+        PatternError::Syntax {
+            flag: Some(flag), ..
+        } => flag,
+        PatternError::Syntax { .. } | PatternError::TooComplex(_) => "--pattern",
     }
 }
 

@@ -129,6 +129,19 @@ pub fn rule(p: &Pattern) -> String {
             p.bigbird_block(),
             p.params().random
         ),
+        PatternKind::Custom => {
+            // The expression with each distinct term's rule: `(local(w=8) | sink(s=4)) & causal
+            //  where local: |i − j| ≤ w, sink: j < s, causal: j ≤ i`.
+            let mut seen = Vec::new();
+            for t in p.expr().terms() {
+                let d = t.def();
+                if !seen.iter().any(|(n, _)| *n == d.name) {
+                    seen.push((d.name, d.rule));
+                }
+            }
+            let rules: Vec<String> = seen.iter().map(|(n, r)| format!("{n}: {r}")).collect();
+            return format!("{}   where {}", p.label(), rules.join(", "));
+        }
     };
     if p.is_causal() && p.kind() != PatternKind::Strided {
         format!("{base}  ∧  j ≤ i")
@@ -148,6 +161,7 @@ pub fn complexity(kind: PatternKind) -> &'static str {
         PatternKind::Fixed => "O(n · (l + c·n/l) · d)",
         PatternKind::Longformer => "O(n · (w + g) · d)",
         PatternKind::Bigbird => "O(n · b · (2w_b + 1 + g_b + r) · d)",
+        PatternKind::Custom => "O(nnz · d): the sum of its terms' keys per query",
     }
 }
 
@@ -217,6 +231,13 @@ pub fn paragraph(p: &Pattern, layers_to_full: Option<Option<usize>>) -> String {
              skipped, which is what makes it fast on real hardware.",
             p.bigbird_block(),
             p.params().random
+        ),
+        PatternKind::Custom => format!(
+            "A composed pattern: {}. Each term of a union adds the keys it allows (its colour in \
+             the map), each intersection keeps only the keys every side allows; on average a \
+             query reads {:.1} of the {n} keys.",
+            p.label(),
+            p.nnz() as f64 / n.max(1) as f64
         ),
     };
     format!("{what} {reach}")

@@ -17,24 +17,36 @@ fn parse_seed(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("expected an integer from 0 to {}, got {s:?}", u64::MAX))
 }
 
-/// Parses a pattern name.
-fn parse_kind(s: &str) -> Result<PatternKind, String> {
-    PatternKind::from_name(&s.trim().to_ascii_lowercase()).ok_or_else(|| {
-        let names: Vec<_> = PatternKind::ALL.iter().map(|k| k.name()).collect();
-        format!(
-            "unknown pattern {s:?}; expected one of {}",
-            names.join(", ")
-        )
-    })
+/// A `--pattern` value as typed: a name of the eight patterns or an expression (README,
+/// "Pattern expressions"); it is checked when the pattern is built, with `--n` and the flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternText(pub String);
+
+impl PatternText {
+    /// The pattern named `kind`.
+    pub fn of(kind: PatternKind) -> Self {
+        Self(kind.name().to_string())
+    }
+
+    /// The raw parameters at length `n` (flags not yet applied).
+    pub fn params(&self, n: usize) -> PatternParams {
+        PatternParams::from_text(&self.0, n)
+    }
+}
+
+/// Takes a pattern name or expression as typed.
+fn parse_pattern(s: &str) -> Result<PatternText, String> {
+    Ok(PatternText(s.to_string()))
 }
 
 /// `--pattern NAME --n N [--stride K] [--window W] [--causal] [--global G] [--summary C]
 /// [--block B] [--random R] [--seed S]`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PatternArgs {
-    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird.
-    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
-    pub pattern: PatternKind,
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird, or an
+    /// expression such as "(local(w=64) | sink(s=4)) & causal".
+    #[arg(long, value_name = "EXPR", value_parser = parse_pattern)]
+    pub pattern: PatternText,
     /// Sequence length n (1 to 16777216).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub n: usize,
@@ -46,9 +58,10 @@ pub struct PatternArgs {
 /// be given together with it (its value would be ignored).
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchPatternArgs {
-    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird.
-    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
-    pub pattern: PatternKind,
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird, or an
+    /// expression such as "(local(w=64) | sink(s=4)) & causal".
+    #[arg(long, value_name = "EXPR", value_parser = parse_pattern)]
+    pub pattern: PatternText,
     /// Sequence length n (1 to 16777216); leave it out with --sweep, which gives the sizes.
     #[arg(long, value_name = "N", value_parser = parse_count, required_unless_present = "sweep")]
     pub n: Option<usize>,
@@ -60,7 +73,7 @@ impl BenchPatternArgs {
     /// The PATTERN flags at length `n` (the `--n` given, or one size of a sweep).
     pub fn at(&self, n: usize) -> PatternArgs {
         PatternArgs {
-            pattern: self.pattern,
+            pattern: self.pattern.clone(),
             n,
             rest: self.rest.clone(),
         }
@@ -75,8 +88,8 @@ impl BenchPatternArgs {
 pub struct ReachPatternArgs {
     /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird; leave it out
     /// with --schedule, which gives each layer's pattern.
-    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
-    pub pattern: Option<PatternKind>,
+    #[arg(long, value_name = "EXPR", value_parser = parse_pattern)]
+    pub pattern: Option<PatternText>,
     /// Sequence length n (1 to 16777216), of every layer.
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub n: usize,
@@ -88,7 +101,7 @@ impl ReachPatternArgs {
     /// The PATTERN flags of pattern `kind` (the `--pattern` given, or a schedule entry's).
     pub fn with_kind(&self, kind: PatternKind) -> PatternArgs {
         PatternArgs {
-            pattern: kind,
+            pattern: PatternText::of(kind),
             n: self.n,
             rest: self.rest.clone(),
         }
@@ -153,7 +166,7 @@ impl PatternExtras {
 impl PatternArgs {
     /// The raw parameters.
     pub fn params(&self) -> PatternParams {
-        self.rest.apply(PatternParams::new(self.pattern, self.n))
+        self.rest.apply(self.pattern.params(self.n))
     }
 
     /// The block size for statistics and block kernels (`--block`, default 64), validated.
@@ -171,9 +184,10 @@ impl PatternArgs {
 /// Pattern flags where every one is optional (`attnscope gui`).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct OptionalPatternArgs {
-    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird.
-    #[arg(long, value_name = "NAME", value_parser = parse_kind)]
-    pub pattern: Option<PatternKind>,
+    /// Pattern: dense, local, atrous, sparse, strided, fixed, longformer, bigbird, or an
+    /// expression such as "(local(w=64) | sink(s=4)) & causal".
+    #[arg(long, value_name = "EXPR", value_parser = parse_pattern)]
+    pub pattern: Option<PatternText>,
     /// Sequence length n (1 to 65536 in the app).
     #[arg(long, value_name = "N", value_parser = parse_count)]
     pub n: Option<usize>,
@@ -190,8 +204,10 @@ impl OptionalPatternArgs {
     /// The parameters these flags give, on top of `base` (the app's saved settings).
     pub fn params_over(&self, base: &PatternParams) -> PatternParams {
         let mut p = base.clone();
-        if let Some(k) = self.pattern {
-            p.kind = k;
+        if let Some(t) = &self.pattern {
+            let given = t.params(p.n);
+            p.kind = given.kind;
+            p.expr = given.expr;
         }
         if let Some(n) = self.n {
             p.n = n;
@@ -224,15 +240,16 @@ impl OptionalPatternArgs {
         // way with or without --n: for the pattern given, or else for every pattern (the app
         // may open on any), missing values taken from the app's defaults (stride 4, window 3,
         // a stride that fits a given --summary).
-        let kinds = match self.pattern {
-            Some(k) => vec![k],
-            None => PatternKind::ALL.to_vec(),
+        let n = self.n.unwrap_or(64);
+        let bases: Vec<PatternParams> = match &self.pattern {
+            Some(_) => vec![PatternParams::new(PatternKind::Sparse, n)],
+            None => PatternKind::ALL
+                .iter()
+                .map(|&k| PatternParams::new(k, n))
+                .collect(),
         };
-        for kind in kinds {
-            let mut p = self.params_over(&crate::pattern::PatternParams::new(
-                kind,
-                self.n.unwrap_or(64),
-            ));
+        for base in bases {
+            let mut p = self.params_over(&base);
             p.stride = p.stride.or(Some(self.rest.summary.unwrap_or(1).max(4)));
             p.window = p.window.or(Some(3));
             p.build()?;

@@ -1,7 +1,7 @@
 //! `attnscope export`: a mask as PNG or .npy.
 
 use super::{args::PatternArgs, parse_count, CliError};
-use crate::export::{write_mask, PngOptions};
+use crate::export::{write_flex, write_mask, write_npy, write_png, PngOptions};
 use crate::render::Colormap;
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 pub struct ExportArgs {
     #[command(flatten)]
     pub pattern: PatternArgs,
-    /// Output file: .png or .npy.
+    /// Output file: .png, .npy or .py (FlexAttention mask_mod).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub output: PathBuf,
     /// PNG pixels per cell side (1 to 1024; n × S at most 65536); PNG only.
@@ -22,6 +22,10 @@ pub struct ExportArgs {
     /// Draw block grid lines every B cells (PNG only).
     #[arg(long, value_name = "B", value_parser = parse_count)]
     pub grid: Option<usize>,
+    /// Output format: png, npy or flex (a Python FlexAttention mask_mod); default: by the
+    /// file's extension (.png, .npy, .py).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
 }
 
 pub fn run(a: ExportArgs) -> Result<(), CliError> {
@@ -61,6 +65,16 @@ pub fn run(a: ExportArgs) -> Result<(), CliError> {
         colormap,
         grid: a.grid,
     };
-    write_mask(&p, &a.output, opts)?;
+    match a.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None => write_mask(&p, &a.output, opts)?,
+        Some("png") => write_png(&p, &a.output, opts)?,
+        Some("npy") => write_npy(&p, &a.output)?,
+        Some("flex") | Some("py") => write_flex(&p, &a.output)?,
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "unknown --format {other:?}; expected png, npy or flex"
+            )))
+        }
+    }
     Ok(())
 }

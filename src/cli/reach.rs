@@ -1,6 +1,9 @@
 //! `attnscope reach`: how much of the sequence each query can see after L stacked layers.
 
-use super::{args::ReachPatternArgs, parse_count, CliError};
+use super::{
+    args::{PatternArgs, ReachPatternArgs},
+    parse_count, CliError,
+};
 use crate::pattern::PatternKind;
 use crate::reach::{self, ReachLayer, ReachOptions, ReachReport, Schedule};
 use std::sync::atomic::AtomicBool;
@@ -47,14 +50,22 @@ struct ReachJson<'a> {
 fn schedule(a: &ReachArgs) -> Result<Schedule, CliError> {
     a.pattern.rest.block()?;
     let list =
-        match (a.pattern.pattern, &a.schedule) {
-            (Some(kind), Some(list)) => {
+        match (&a.pattern.pattern, &a.schedule) {
+            (Some(text), Some(list)) => {
                 return Err(CliError::Usage(format!(
-                    "--pattern {kind} cannot be used with --schedule {list:?}: the schedule gives \
-                 every layer's pattern; leave out --pattern (or --schedule to stack one pattern)"
+                    "--pattern {:?} cannot be used with --schedule {list:?}: the schedule gives \
+                 every layer's pattern; leave out --pattern (or --schedule to stack one pattern)",
+                    text.0
                 )))
             }
-            (Some(kind), None) => return Ok(Schedule::single(a.pattern.with_kind(kind).build()?)),
+            (Some(text), None) => {
+                let one = PatternArgs {
+                    pattern: text.clone(),
+                    n: a.pattern.n,
+                    rest: a.pattern.rest.clone(),
+                };
+                return Ok(Schedule::single(one.build()?));
+            }
             (None, Some(list)) => list,
             (None, None) => return Err(CliError::Usage(
                 "--pattern is missing: give the pattern NAME of every layer, or --schedule LIST \

@@ -80,7 +80,7 @@ pub fn run(a: RunArgs) -> Result<(), CliError> {
             )));
         }
     }
-    let base = PatternParams::new(a.pattern.pattern.unwrap_or(PatternKind::Dense), n);
+    let base = PatternParams::new(PatternKind::Dense, n);
     let params = a.pattern.params_over(&base);
     let block = params.block;
     if block == 0 || block > crate::pattern::MAX_BLOCK {

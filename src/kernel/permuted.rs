@@ -22,7 +22,8 @@ use super::engine::{
 };
 use super::{AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
-use crate::pattern::{Pattern, PatternKind};
+use crate::pattern::structure::Atom;
+use crate::pattern::Pattern;
 use ndarray::Array2;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -50,21 +51,52 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The split of `p`, if it has one.
+    /// The split of `p`, if its structure has one: a union of at most one band `|i − j| ≤ w`
+    /// and residue classes `(i − j) mod k = 0` (dense is `k = 1`), optionally all `& causal`.
     pub fn of(p: &Pattern) -> Option<Self> {
-        let (k, w) = match p.kind() {
-            PatternKind::Dense => (Some(1), None),
-            PatternKind::Local => (None, Some(p.window())),
-            PatternKind::Atrous => (Some(p.stride()), None),
-            PatternKind::Sparse => (Some(p.stride()), Some(p.window())),
-            PatternKind::Strided => (Some(p.stride()), Some(p.stride() - 1)),
-            _ => return None,
-        };
+        let causal = p.is_causal();
+        let mut k: Option<usize> = None;
+        let mut w: Option<usize> = None;
+        for c in &p.dnf().conjs {
+            let mut main: Option<&Atom> = None;
+            for a in &c.atoms {
+                match a {
+                    Atom::Band {
+                        lo: 0,
+                        hi: i64::MAX,
+                    } if causal => {}
+                    a if main.is_none() => main = Some(a),
+                    _ => return None,
+                }
+            }
+            match main {
+                // A conjunction of `causal` alone: every key j ≤ i.
+                None => k = Some(1),
+                Some(Atom::Band { lo, hi }) if *lo == i64::MIN && *hi == i64::MAX => k = Some(1),
+                Some(Atom::Band { lo, hi })
+                    if *hi >= 0 && (*lo == -*hi || (causal && *lo <= 0)) =>
+                {
+                    let width = usize::try_from(*hi).ok()?;
+                    w = Some(w.map_or(width, |x| x.max(width)));
+                }
+                Some(Atom::Residue { k: kk }) => {
+                    let kk = usize::try_from(*kk).ok()?;
+                    // Two residue classes only combine when one divides the other.
+                    k = match k {
+                        None => Some(kk),
+                        Some(x) if x % kk == 0 => Some(kk),
+                        Some(x) if kk % x == 0 => Some(x),
+                        Some(_) => return None,
+                    };
+                }
+                Some(_) => return None,
+            }
+        }
         Some(Self {
             n: p.n(),
             k,
             w,
-            causal: p.is_causal(),
+            causal,
         })
     }
 

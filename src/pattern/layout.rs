@@ -136,7 +136,7 @@ impl BlockStats {
             }
         };
         let add = |a: (u64, u64, u64), b: (u64, u64, u64)| (a.0 + b.0, a.1 + b.1, a.2 + b.2);
-        let (full, partial, visited) = if p.kind().is_toeplitz() {
+        let (full, partial, visited) = if p.is_toeplitz() {
             // A Toeplitz mask has the same count in every full-size tile on one block diagonal
             // δ = bi − bj: classify one tile per diagonal, then the ragged last row and column.
             // O(n / B) instead of O((n / B)²).
@@ -319,7 +319,7 @@ impl BlockLayout {
         // δ = bi − bj holds distances d ∈ [δB − B + 1, δB + B − 1]; only diagonals where some
         // such d is allowed can hold a non-empty tile, so the layout costs O(n + tiles).
         let diagonals: Option<Vec<i64>> =
-            p.kind().is_toeplitz().then(|| toeplitz_diagonals(p, block));
+            p.is_toeplitz().then(|| toeplitz_diagonals(p, block));
         check_layout_size(p, block, diagonals.as_deref())?;
         // Every layout is also counted as it is built, and refused past MAX_LAYOUT_TILES.
         let stored = std::sync::atomic::AtomicU64::new(0);

@@ -13,18 +13,24 @@
 //! The definitions follow `SPEC.md` section 1 to the letter.
 
 mod count;
+pub mod expr;
 mod layout;
 mod raster;
+pub mod structure;
+pub mod terms;
 
+pub use expr::Expr;
 pub use layout::{
     check_layout, BlockKind, BlockLayout, BlockStats, CsrLayout, MAX_BLOCK, MAX_CSR_ENTRIES,
     MAX_LAYOUT_TILES,
 };
 pub use raster::Raster;
+pub use terms::TermKind;
 
 use std::fmt;
 use std::ops::Range;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+use structure::{Atom, BlockTable, Conj, Dnf, Node};
 
 /// Largest sequence length any pattern accepts (2²⁴ tokens).
 pub const MAX_N: usize = 1 << 24;
@@ -52,6 +58,8 @@ pub enum PatternKind {
     Longformer,
     /// Block-level window, global blocks and seeded random blocks.
     Bigbird,
+    /// Any other pattern expression (`PatternParams::expr`).
+    Custom,
 }
 
 impl PatternKind {
@@ -78,6 +86,7 @@ impl PatternKind {
             PatternKind::Fixed => "fixed",
             PatternKind::Longformer => "longformer",
             PatternKind::Bigbird => "bigbird",
+            PatternKind::Custom => "custom",
         }
     }
 
@@ -86,16 +95,24 @@ impl PatternKind {
         Self::ALL.into_iter().find(|k| k.name() == name)
     }
 
-    /// Whether this pattern depends on `i − j` only (a Toeplitz mask).
-    pub fn is_toeplitz(self) -> bool {
-        matches!(
-            self,
-            PatternKind::Dense
-                | PatternKind::Local
-                | PatternKind::Atrous
-                | PatternKind::Sparse
-                | PatternKind::Strided
-        )
+    /// The expression term of a named pattern (`None` for [`PatternKind::Custom`]).
+    pub fn term(self) -> Option<TermKind> {
+        Some(match self {
+            PatternKind::Dense => TermKind::Dense,
+            PatternKind::Local => TermKind::Local,
+            PatternKind::Atrous => TermKind::Atrous,
+            PatternKind::Sparse => TermKind::Sparse,
+            PatternKind::Strided => TermKind::Strided,
+            PatternKind::Fixed => TermKind::Fixed,
+            PatternKind::Longformer => TermKind::Longformer,
+            PatternKind::Bigbird => TermKind::Bigbird,
+            PatternKind::Custom => return None,
+        })
+    }
+
+    /// The named pattern of a term, if it is one of the eight.
+    pub fn of_term(t: TermKind) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.term() == Some(t))
     }
 }
 
@@ -128,6 +145,10 @@ pub struct PatternParams {
     pub random: usize,
     /// Seed of BigBird's random blocks.
     pub seed: u64,
+    /// The pattern expression when `kind` is [`PatternKind::Custom`] (README, "Pattern
+    /// expressions"); bare names in it take their missing parameters from the fields above.
+    #[serde(default)]
+    pub expr: Option<String>,
 }
 
 impl PatternParams {
@@ -144,6 +165,32 @@ impl PatternParams {
             block: DEFAULT_BLOCK,
             random: 0,
             seed: 0,
+            expr: None,
+        }
+    }
+
+    /// Parameters of the pattern written `text`: a bare name of the eight patterns keeps
+    /// its [`PatternKind`] (parameters from the flags); anything else is an expression.
+    pub fn from_text(text: &str, n: usize) -> Self {
+        let t = text.trim();
+        match PatternKind::from_name(&t.to_ascii_lowercase()) {
+            Some(kind) => Self::new(kind, n),
+            None => Self::new(PatternKind::Custom, n).expr(t),
+        }
+    }
+
+    /// Builder: makes this an expression pattern.
+    pub fn expr(mut self, text: &str) -> Self {
+        self.kind = PatternKind::Custom;
+        self.expr = Some(text.to_string());
+        self
+    }
+
+    /// The pattern as written: the expression, or the bare name.
+    pub fn text(&self) -> &str {
+        match (&self.kind, &self.expr) {
+            (PatternKind::Custom, Some(e)) => e,
+            (kind, _) => kind.name(),
         }
     }
 
@@ -248,6 +295,21 @@ pub enum PatternError {
         /// The smallest block size that fits, if any.
         suggest: Option<usize>,
     },
+    /// A pattern expression that does not parse or names a bad term, key or value.
+    #[error("in pattern \"{expr}\" at character {at}: {message}")]
+    Syntax {
+        /// The expression as given.
+        expr: String,
+        /// 1-based character position of the problem.
+        at: usize,
+        /// What is wrong and what would be accepted.
+        message: String,
+        /// The PATTERN flag the bad value came from (`--stride`…), when it came from one.
+        flag: Option<&'static str>,
+    },
+    /// An expression whose union of intersections has too many parts.
+    #[error("pattern \"{0}\" expands to more than {max} unions of intersections; simplify it", max = structure::MAX_CONJ)]
+    TooComplex(String),
     /// A layout would not fit in memory.
     #[error("{what} would need {needed} entries, more than the limit of {limit}; use a smaller --n or a sparser pattern")]
     TooLarge {
@@ -261,174 +323,120 @@ pub enum PatternError {
 }
 
 /// Why one cell is allowed (or not), for the app's hover inspector.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reason {
-    /// Inside the local window (local, sparse, longformer) or the strided band (`i − j < L`).
-    pub local: bool,
-    /// On the atrous / strided lattice (`(i − j) mod K == 0`).
-    pub atrous: bool,
-    /// Same block (fixed) or BigBird window block.
-    pub block: bool,
-    /// A summary column (fixed).
-    pub summary: bool,
-    /// A global row or column (longformer, bigbird).
-    pub global: bool,
-    /// A BigBird random block.
-    pub random: bool,
-    /// Everything allowed (dense).
-    pub dense: bool,
-    /// Removed because `j > i` under a causal mask.
+    /// What allows the cell (roles such as `local window`, or union members' labels).
+    pub by: Vec<String>,
+    /// Whether the cell is outside a top-level `causal` (a future key).
     pub masked_by_causal: bool,
 }
 
 impl Reason {
     /// Whether the cell is allowed.
     pub fn allowed(&self) -> bool {
-        !self.masked_by_causal
-            && (self.local
-                || self.atrous
-                || self.block
-                || self.summary
-                || self.global
-                || self.random
-                || self.dense)
+        !self.masked_by_causal && !self.by.is_empty()
     }
 
-    /// A short human description, e.g. `allowed: local + atrous`.
+    /// A short human description, e.g. `allowed: local window + atrous stride`.
     pub fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        for (flag, name) in [
-            (self.dense, "dense"),
-            (self.local, "local window"),
-            (self.atrous, "atrous stride"),
-            (self.block, "same block"),
-            (self.summary, "summary column"),
-            (self.global, "global"),
-            (self.random, "random block"),
-        ] {
-            if flag {
-                parts.push(name);
-            }
-        }
         if self.masked_by_causal {
             "not allowed: future key (causal)".to_string()
-        } else if parts.is_empty() {
+        } else if self.by.is_empty() {
             "not allowed".to_string()
         } else {
-            format!("allowed: {}", parts.join(" + "))
+            format!("allowed: {}", self.by.join(" + "))
         }
     }
 }
 
-/// A validated attention pattern over `n` tokens.
+/// A validated attention pattern over `n` tokens: an expression and the structure derived
+/// from it.
 #[derive(Clone, Debug)]
 pub struct Pattern {
     params: PatternParams,
     kind: PatternKind,
     n: usize,
-    /// Stride K / L (1 when unused).
-    k: usize,
-    /// Window W in tokens, or BigBird window in blocks.
-    w: usize,
+    expr: Expr,
+    dnf: Dnf,
+    /// Labels of the top-level union members.
+    members: Vec<String>,
     causal: bool,
-    /// Global tokens (longformer) or global blocks (bigbird).
-    g: usize,
-    /// Summary columns (fixed).
-    c: usize,
-    /// BigBird block size.
-    b: usize,
-    /// BigBird: sorted allowed block columns per block row (empty for global rows: all allowed),
-    /// random ones flagged by the parallel vector.
-    bigbird: Option<BigBirdTable>,
-    /// Double prefix sums of the distance profile, built on first use (Toeplitz patterns).
+    /// Double prefix sums of the distance profile (Toeplitz expressions), built on first use.
     toeplitz: OnceLock<count::Toeplitz>,
+    /// Tables of the reduced forms of a non-Toeplitz expression, by conjunction mask.
+    reduced: Arc<Vec<OnceLock<count::Toeplitz>>>,
 }
 
-/// BigBird block-level layout: for each block row, the allowed block columns.
-#[derive(Clone, Debug)]
-struct BigBirdTable {
-    /// Number of blocks per side.
-    nb: usize,
-    /// Allowed block columns per block row, sorted, deduplicated.
-    cols: Vec<Vec<u32>>,
-    /// Random block columns per block row, sorted (a subset of `cols`).
-    random: Vec<Vec<u32>>,
-}
+/// Largest n for which a non-Toeplitz expression keeps prefix-sum tables of its reduced
+/// forms (16 MiB each); above, rectangles are counted row by row.
+const REDUCED_TABLE_MAX_N: usize = 1 << 20;
 
 impl Pattern {
-    /// Validates `params` (SPEC section 1) and prepares the pattern.
+    /// Validates `params` (SPEC sections 1 and 5) and prepares the pattern.
     pub fn new(params: &PatternParams) -> Result<Self, PatternError> {
-        let kind = params.kind;
         let n = params.n;
         if n == 0 || n > MAX_N {
             return Err(PatternError::BadN(n));
         }
-        let need = |v: Option<usize>, flag: &'static str, range: &'static str| {
-            v.ok_or(PatternError::Missing { kind, flag, range })
-        };
-        let positive = |v: usize, flag: &'static str| {
-            if v == 0 {
-                Err(PatternError::OutOfRange {
-                    kind,
-                    flag,
-                    value: 0,
-                    range: "an integer ≥ 1".into(),
+        let text = match (params.kind, &params.expr) {
+            (PatternKind::Custom, Some(e)) => e.clone(),
+            (PatternKind::Custom, None) => {
+                return Err(PatternError::Syntax {
+                    expr: String::new(),
+                    at: 1,
+                    message: "the pattern is empty; expected a term such as local(w=32)".into(),
+                    flag: None,
                 })
-            } else {
-                Ok(v)
             }
+            (kind, _) => kind.name().to_string(),
         };
-        let mut k = 1;
-        let mut w = 0;
-        let mut c = 0;
-        let mut b = 1;
-        let g = params.global;
-        match kind {
-            PatternKind::Dense => {}
-            PatternKind::Local => w = need(params.window, "--window W", "≥ 0")?,
-            PatternKind::Atrous => {
-                k = positive(need(params.stride, "--stride K", "≥ 1")?, "--stride")?
-            }
-            PatternKind::Sparse => {
-                k = positive(need(params.stride, "--stride K", "≥ 1")?, "--stride")?;
-                w = need(params.window, "--window W", "≥ 0")?;
-            }
-            PatternKind::Strided => {
-                k = positive(need(params.stride, "--stride L", "≥ 1")?, "--stride")?
-            }
-            PatternKind::Fixed => {
-                k = positive(need(params.stride, "--stride L", "≥ 1")?, "--stride")?;
-                c = params.summary.unwrap_or(1);
-                if c == 0 || c > k {
-                    return Err(PatternError::OutOfRange {
-                        kind,
-                        flag: "--summary",
-                        value: c as u64,
-                        range: format!("an integer from 1 to the stride L = {k}"),
-                    });
-                }
-            }
-            PatternKind::Longformer => w = need(params.window, "--window W", "≥ 0")?,
-            PatternKind::Bigbird => {
-                b = positive(params.block, "--block")?;
-                w = params.window.unwrap_or(1);
+        let mut expr = expr::parse(&text, params)?;
+        if params.causal {
+            expr = expr.and_causal();
+        }
+        Self::from_expr(expr, n, params.clone())
+    }
+
+    /// The pattern of an already parsed expression at length `n`.
+    pub fn from_expr(expr: Expr, n: usize, params: PatternParams) -> Result<Self, PatternError> {
+        if n == 0 || n > MAX_N {
+            return Err(PatternError::BadN(n));
+        }
+        let too_complex = || PatternError::TooComplex(expr.to_string());
+        let mut conjs = Vec::new();
+        let mut members = Vec::new();
+        for (m, member) in expr.union_members().into_iter().enumerate() {
+            members.push(member.to_string());
+            for atoms in structure::to_conjs(&node_of(member, n)).ok_or_else(too_complex)? {
+                conjs.push(Conj { atoms, member: m });
             }
         }
-        let causal = params.causal || kind == PatternKind::Strided;
-        let bigbird = (kind == PatternKind::Bigbird)
-            .then(|| BigBirdTable::build(n, b, w, g, params.random, params.seed));
+        if conjs.len() > structure::MAX_CONJ {
+            return Err(too_complex());
+        }
+        let dnf = Dnf { conjs };
+        let kind = match expr.single_term() {
+            Some((t, _)) => PatternKind::of_term(t.kind).unwrap_or(PatternKind::Custom),
+            None => PatternKind::Custom,
+        };
+        let causal = expr.is_top_causal();
+        let reduced = if dnf.is_toeplitz() || n > REDUCED_TABLE_MAX_N {
+            Vec::new()
+        } else {
+            (0..1usize << dnf.conjs.len())
+                .map(|_| OnceLock::new())
+                .collect()
+        };
         Ok(Self {
-            params: params.clone(),
+            params,
             kind,
             n,
-            k,
-            w,
+            expr,
+            dnf,
+            members,
             causal,
-            g,
-            c,
-            b,
-            bigbird,
             toeplitz: OnceLock::new(),
+            reduced: Arc::new(reduced),
         })
     }
 
@@ -437,9 +445,43 @@ impl Pattern {
         &self.params
     }
 
-    /// Pattern family.
+    /// The named family (a single named term, possibly `& causal`), else
+    /// [`PatternKind::Custom`].
     pub fn kind(&self) -> PatternKind {
         self.kind
+    }
+
+    /// The pattern's name in JSON `pattern` fields: the family name of a named pattern
+    /// (`sparse`), the canonical label of any other expression.
+    pub fn name(&self) -> String {
+        match self.kind {
+            PatternKind::Custom => self.label(),
+            k => k.name().to_string(),
+        }
+    }
+
+    /// The expression, every parameter resolved.
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    /// The structure every count is derived from.
+    pub fn dnf(&self) -> &Dnf {
+        &self.dnf
+    }
+
+    /// Labels of the top-level union members (one entry when the expression is no union).
+    pub fn member_labels(&self) -> &[String] {
+        &self.members
+    }
+
+    /// The top-level union members as patterns of their own at the same `n`.
+    pub fn members(&self) -> Vec<Pattern> {
+        self.expr
+            .union_members()
+            .into_iter()
+            .filter_map(|m| Pattern::from_expr(m.clone(), self.n, self.params.clone()).ok())
+            .collect()
     }
 
     /// Sequence length.
@@ -447,113 +489,65 @@ impl Pattern {
         self.n
     }
 
-    /// Whether the pattern is intersected with `j ≤ i` (always true for strided).
+    /// Whether the pattern is intersected with `j ≤ i` at its top level (always for strided).
     pub fn is_causal(&self) -> bool {
         self.causal
     }
 
-    /// A short label such as `sparse(k=4, w=3, causal)`.
+    /// Whether the mask depends on `i − j` only.
+    pub fn is_toeplitz(&self) -> bool {
+        self.dnf.is_toeplitz()
+    }
+
+    /// The canonical label, an expression that parses back to the same mask, such as
+    /// `sparse(k=4, w=3, causal)` or `(local(w=64) | sink(s=4)) & causal`.
     pub fn label(&self) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        match self.kind {
-            PatternKind::Dense => {}
-            PatternKind::Local => parts.push(format!("w={}", self.w)),
-            PatternKind::Atrous => parts.push(format!("k={}", self.k)),
-            PatternKind::Sparse => {
-                parts.push(format!("k={}", self.k));
-                parts.push(format!("w={}", self.w));
-            }
-            PatternKind::Strided => parts.push(format!("l={}", self.k)),
-            PatternKind::Fixed => {
-                parts.push(format!("l={}", self.k));
-                parts.push(format!("c={}", self.c));
-            }
-            PatternKind::Longformer => {
-                parts.push(format!("w={}", self.w));
-                parts.push(format!("g={}", self.g));
-            }
-            PatternKind::Bigbird => {
-                parts.push(format!("b={}", self.b));
-                parts.push(format!("wb={}", self.w));
-                parts.push(format!("gb={}", self.g));
-                parts.push(format!("r={}", self.params.random));
-                parts.push(format!("seed={}", self.params.seed));
-            }
+        self.expr.to_string()
+    }
+
+    /// The same pattern intersected with `causal`.
+    pub fn and_causal(&self) -> Result<Pattern, PatternError> {
+        if self.causal {
+            return Ok(self.clone());
         }
-        if self.causal && self.kind != PatternKind::Strided {
-            parts.push("causal".into());
-        }
-        if parts.is_empty() {
-            self.kind.name().to_string()
-        } else {
-            format!("{}({})", self.kind.name(), parts.join(", "))
-        }
+        let mut params = self.params.clone();
+        params.causal = true;
+        Pattern::from_expr(self.expr.clone().and_causal(), self.n, params)
     }
 
     /// Whether query `i` may attend to key `j`. Both must be `< n`.
     #[inline]
     pub fn allows(&self, i: usize, j: usize) -> bool {
         debug_assert!(i < self.n && j < self.n);
-        if self.causal && j > i {
-            return false;
-        }
-        let dist = i.abs_diff(j);
-        match self.kind {
-            PatternKind::Dense => true,
-            PatternKind::Local => dist <= self.w,
-            PatternKind::Atrous => dist % self.k == 0,
-            PatternKind::Sparse => dist <= self.w || dist % self.k == 0,
-            // causal already enforced, so i ≥ j here.
-            PatternKind::Strided => dist < self.k || dist % self.k == 0,
-            PatternKind::Fixed => i / self.k == j / self.k || j % self.k >= self.k - self.c,
-            PatternKind::Longformer => dist <= self.w || i < self.g || j < self.g,
-            PatternKind::Bigbird => {
-                let t = self.bigbird.as_ref().expect("bigbird table");
-                t.allows_block(i / self.b, j / self.b)
-            }
-        }
+        self.dnf.allows(i, j)
     }
 
     /// Why cell `(i, j)` is allowed or not (for the hover inspector).
     pub fn reason(&self, i: usize, j: usize) -> Reason {
-        let dist = i.abs_diff(j);
-        let mut r = Reason {
-            masked_by_causal: self.causal && j > i,
-            ..Reason::default()
-        };
-        match self.kind {
-            PatternKind::Dense => r.dense = true,
-            PatternKind::Local => r.local = dist <= self.w,
-            PatternKind::Atrous => r.atrous = dist % self.k == 0,
-            PatternKind::Sparse => {
-                r.local = dist <= self.w;
-                r.atrous = dist % self.k == 0;
-            }
-            PatternKind::Strided => {
-                r.local = dist < self.k;
-                r.atrous = dist % self.k == 0;
-            }
-            PatternKind::Fixed => {
-                r.block = i / self.k == j / self.k;
-                r.summary = j % self.k >= self.k - self.c;
-            }
-            PatternKind::Longformer => {
-                r.local = dist <= self.w;
-                r.global = i < self.g || j < self.g;
-            }
-            PatternKind::Bigbird => {
-                let t = self.bigbird.as_ref().expect("bigbird table");
-                let (bi, bj) = (i / self.b, j / self.b);
-                r.block = bi.abs_diff(bj) <= self.w;
-                r.global = bi < self.g || bj < self.g;
-                r.random = t.random[bi].binary_search(&(bj as u32)).is_ok();
+        let masked_by_causal = self.causal && j > i;
+        let mut by: Vec<String> = Vec::new();
+        if !masked_by_causal {
+            for c in &self.dnf.conjs {
+                if c.atoms.iter().all(|a| a.allows(i, j)) {
+                    let role = if self.kind == PatternKind::Custom {
+                        self.members[c.member].clone()
+                    } else {
+                        role(&c.atoms, self.kind, i, j).to_string()
+                    };
+                    if !by.contains(&role) {
+                        by.push(role);
+                    }
+                }
             }
         }
-        r
+        Reason {
+            by,
+            masked_by_causal,
+        }
     }
 
-    /// Number of allowed keys `j` in `cols` for query `i`, in O(1) (O(blocks in row) for
-    /// BigBird). `cols` is clipped to `0..n`.
+    /// Number of allowed keys `j` in `cols` for query `i` (`cols` clipped to `0..n`): O(1)
+    /// per conjunction subset (inclusion–exclusion), O(blocks) with a block table.
     pub fn count_in_range(&self, i: usize, cols: Range<usize>) -> u64 {
         count::count_in_range(self, i, cols)
     }
@@ -563,8 +557,8 @@ impl Pattern {
         self.count_in_range(i, 0..self.n)
     }
 
-    /// Number of allowed cells in the rectangle `rows × cols`: O(1) for patterns that depend
-    /// only on `i − j` and for longformer, O(rows) otherwise.
+    /// Number of allowed cells in the rectangle `rows × cols`: O(1) for Toeplitz expressions,
+    /// O(pieces) otherwise (see `structure`), O(rows) as the last resort.
     pub fn count_rect(&self, rows: Range<usize>, cols: Range<usize>) -> u64 {
         count::count_rect(self, rows, cols)
     }
@@ -584,117 +578,127 @@ impl Pattern {
         self.nnz() as f64 / (self.n as f64 * self.n as f64)
     }
 
-    /// Writes the allowed keys of query `i` into `out` (cleared first), sorted ascending,
-    /// in O(row nnz) for every pattern but BigBird's global rows (O(n)).
+    /// Writes the allowed keys of query `i` into `out` (cleared first), sorted ascending.
     pub fn row_keys(&self, i: usize, out: &mut Vec<u32>) {
-        count::row_keys(self, i, out)
+        self.dnf.row_keys(i, self.n, out)
     }
 
-    /// Stride K (or L) — 1 when the pattern has none.
+    /// The named term's value of `key` (0 when the pattern is no named term or lacks it).
+    fn term_value(&self, key: &str) -> u64 {
+        self.expr.single_term().map_or(0, |(t, _)| t.get(key))
+    }
+
+    /// Stride K (or L) of a named pattern — 1 when it has none.
     pub fn stride(&self) -> usize {
-        self.k
+        match self.kind {
+            PatternKind::Atrous | PatternKind::Sparse => self.term_value("k") as usize,
+            PatternKind::Strided | PatternKind::Fixed => self.term_value("l") as usize,
+            _ => 1,
+        }
     }
 
-    /// Window W (tokens; blocks for BigBird) — 0 when the pattern has none.
+    /// Window W of a named pattern (tokens; blocks for BigBird) — 0 when it has none.
     pub fn window(&self) -> usize {
-        self.w
+        match self.kind {
+            PatternKind::Local | PatternKind::Sparse | PatternKind::Longformer => {
+                self.term_value("w") as usize
+            }
+            PatternKind::Bigbird => self.term_value("wb") as usize,
+            _ => 0,
+        }
     }
 
     /// Global tokens (longformer) or blocks (bigbird).
     pub fn global(&self) -> usize {
-        self.g
+        match self.kind {
+            PatternKind::Longformer => self.term_value("g") as usize,
+            PatternKind::Bigbird => self.term_value("gb") as usize,
+            _ => 0,
+        }
     }
 
     /// Summary columns of the fixed pattern.
     pub fn summary(&self) -> usize {
-        self.c
+        self.term_value("c") as usize
     }
 
     /// BigBird block size (1 for other patterns).
     pub fn bigbird_block(&self) -> usize {
-        self.b
+        self.block_table().map_or(1, |t| t.b)
     }
 
     /// BigBird random block columns of block row `bi` (empty for other patterns).
     pub fn bigbird_random_blocks(&self, bi: usize) -> &[u32] {
-        self.bigbird
-            .as_ref()
+        self.block_table()
             .and_then(|t| t.random.get(bi))
             .map_or(&[], |v| v.as_slice())
     }
 
+    /// The first block table among the atoms (BigBird).
+    pub fn block_table(&self) -> Option<&BlockTable> {
+        self.dnf
+            .conjs
+            .iter()
+            .flat_map(|c| &c.atoms)
+            .find_map(|a| match a {
+                Atom::Blocks(t) => Some(t.as_ref()),
+                _ => None,
+            })
+    }
+
     /// Distance profile of a Toeplitz pattern: is distance `d = i − j` allowed?
     pub(crate) fn allows_distance(&self, d: i64) -> bool {
-        if self.causal && d < 0 {
-            return false;
-        }
-        let dist = d.unsigned_abs() as usize;
-        match self.kind {
-            PatternKind::Dense => true,
-            PatternKind::Local => dist <= self.w,
-            PatternKind::Atrous => dist % self.k == 0,
-            PatternKind::Sparse => dist <= self.w || dist % self.k == 0,
-            PatternKind::Strided => dist < self.k || dist % self.k == 0,
-            _ => unreachable!("allows_distance on a non-Toeplitz pattern"),
-        }
+        self.dnf.allows_distance(d)
     }
 }
 
-impl BigBirdTable {
-    fn build(n: usize, b: usize, wb: usize, gb: usize, r: usize, seed: u64) -> Self {
-        use rand::SeedableRng;
-        let nb = n.div_ceil(b);
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-        let mut cols = Vec::with_capacity(nb);
-        let mut random = Vec::with_capacity(nb);
-        for bi in 0..nb {
-            if bi < gb {
-                // Global block row: sees every block column.
-                cols.push((0..nb as u32).collect::<Vec<_>>());
-                random.push(Vec::new());
-                continue;
+/// The atoms a term expands to at length `n`, under `expr`'s unions and intersections.
+fn node_of(e: &Expr, n: usize) -> Node {
+    match e {
+        Expr::Term(t) => (t.def().atoms)(&t.values, n),
+        Expr::Union(v) => Node::Union(v.iter().map(|m| node_of(m, n)).collect()),
+        Expr::Inter(v) => Node::Inter(v.iter().map(|m| node_of(m, n)).collect()),
+    }
+}
+
+/// What a conjunction of a named pattern is, in words (the hover inspector's "why").
+fn role(atoms: &[Atom], kind: PatternKind, i: usize, j: usize) -> &'static str {
+    let main = atoms.iter().find(|a| {
+        !matches!(
+            a,
+            Atom::Band {
+                lo: 0,
+                hi: i64::MAX
             }
-            let lo = bi.saturating_sub(wb);
-            let hi = (bi + wb).min(nb - 1);
-            let mut row: Vec<u32> = (0..gb.min(nb) as u32).collect();
-            row.extend(lo as u32..=hi as u32);
-            row.sort_unstable();
-            row.dedup();
-            // Random blocks are drawn among the block columns not already allowed: sample
-            // distinct ranks in 0..free, then map rank t to the t-th free column.
-            let free = nb - row.len();
-            let mut candidates: Vec<u32> = rand::seq::index::sample(&mut rng, free, r.min(free))
-                .into_iter()
-                .map(|t| nth_free_column(&row, t))
-                .collect();
-            candidates.sort_unstable();
-            row.extend_from_slice(&candidates);
-            row.sort_unstable();
-            cols.push(row);
-            random.push(candidates);
-        }
-        Self { nb, cols, random }
-    }
-
-    #[inline]
-    fn allows_block(&self, bi: usize, bj: usize) -> bool {
-        debug_assert!(bi < self.nb && bj < self.nb);
-        self.cols[bi].binary_search(&(bj as u32)).is_ok()
-    }
-}
-
-/// The `t`-th (0-based) column that is not in the sorted list `taken`.
-fn nth_free_column(taken: &[u32], t: usize) -> u32 {
-    let mut c = t as u32;
-    for &x in taken {
-        if x <= c {
-            c += 1;
-        } else {
-            break;
+        )
+    });
+    match main {
+        None => "dense",
+        Some(Atom::Band { lo, hi }) if *lo == i64::MIN && *hi == i64::MAX => "dense",
+        Some(Atom::Band { .. }) => "local window",
+        Some(Atom::Residue { .. }) => "atrous stride",
+        Some(Atom::Cols { .. }) if kind == PatternKind::Custom => "sink",
+        Some(Atom::Cols { .. }) | Some(Atom::Rows { .. }) => "global",
+        Some(Atom::SameBlock { .. }) => "same block",
+        Some(Atom::PeriodicCols { .. }) => "summary column",
+        Some(Atom::Blocks(t)) => {
+            let (bi, bj) = (i / t.b, j / t.b);
+            if (bi as u64) < t.gb || (bj as u64) < t.gb {
+                "global"
+            } else if t
+                .random
+                .get(bi)
+                .is_some_and(|r| r.binary_search(&(bj as u32)).is_ok())
+            {
+                "random block"
+            } else {
+                "same block"
+            }
         }
     }
-    c
 }
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_expr;

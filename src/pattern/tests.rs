@@ -136,22 +136,26 @@ fn bad_parameters_are_refused() {
         PatternParams::new(Local, 0).window(1).build().unwrap_err(),
         PatternError::BadN(0)
     );
-    assert!(matches!(
-        PatternParams::new(Atrous, 8).build().unwrap_err(),
-        PatternError::Missing { .. }
-    ));
-    assert!(matches!(
-        PatternParams::new(Atrous, 8).stride(0).build().unwrap_err(),
-        PatternError::OutOfRange { .. }
-    ));
-    assert!(matches!(
-        PatternParams::new(Fixed, 8)
-            .stride(4)
-            .summary(5)
-            .build()
-            .unwrap_err(),
-        PatternError::OutOfRange { .. }
-    ));
+    let flag_of = |e: PatternError| match e {
+        PatternError::Syntax { flag, .. } => flag,
+        e => panic!("{e}"),
+    };
+    let missing = PatternParams::new(Atrous, 8).build().unwrap_err();
+    assert!(missing.to_string().contains("atrous needs k"), "{missing}");
+    assert_eq!(flag_of(missing), Some("--stride"));
+    let zero = PatternParams::new(Atrous, 8).stride(0).build().unwrap_err();
+    assert!(
+        zero.to_string().contains("--stride 0 is out of range"),
+        "{zero}"
+    );
+    assert_eq!(flag_of(zero), Some("--stride"));
+    let c = PatternParams::new(Fixed, 8)
+        .stride(4)
+        .summary(5)
+        .build()
+        .unwrap_err();
+    assert!(c.to_string().contains("c=5 is out of range"), "{c}");
+    assert_eq!(flag_of(c), Some("--summary"));
     let e = PatternParams::new(Fixed, 8)
         .stride(4)
         .summary(0)
@@ -229,6 +233,7 @@ fn any_params() -> impl Strategy<Value = PatternParams> {
         0u64..1000,
     )
         .prop_map(|(kind, n, k, w, causal, g, c, b, r, seed)| PatternParams {
+            expr: None,
             kind,
             n,
             stride: Some(k),

@@ -39,7 +39,7 @@ fn keys(kind: PatternKind) -> &'static [(&'static str, Field, &'static str)] {
     use Field::*;
     use PatternKind as K;
     match kind {
-        K::Dense => &[],
+        K::Dense | K::Custom => &[],
         K::Local => &[("w", Window, "window")],
         K::Atrous => &[("k", Stride, "stride")],
         K::Sparse => &[("k", Stride, "stride"), ("w", Window, "window")],
@@ -654,7 +654,7 @@ mod tests {
             (
                 "fixed(l=4, c=9)",
                 "fixed(l=4, c=9)",
-                "c=9 is not accepted; expected an integer from 1 to the stride L = 4",
+                "c=9 is out of range for fixed: the summary columns must be from 1 to l = 4",
             ),
             (
                 "dense(causal=maybe)",
@@ -664,7 +664,7 @@ mod tests {
             (
                 "atrous",
                 "atrous",
-                "needs --stride K; give it in the entry, e.g. atrous(k=3)",
+                "atrous needs k (stride, an integer ≥ 1): write atrous(k=N) or give --stride N",
             ),
         ] {
             let e = parse_schedule(list)
