@@ -244,7 +244,7 @@ fn bad_values_exit_2_with_one_error_line() {
             "-o",
             bmp.to_str().unwrap(),
         ],
-        ".png or .npy",
+        ".png, .npy or .py",
     );
     usage_error(
         &[

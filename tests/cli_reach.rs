@@ -216,7 +216,7 @@ fn bench_sweep_and_n_are_one_or_the_other() {
     // A pattern that is invalid at the sweep's sizes fails before any timing (one line only).
     one_line(
         &["bench", "--pattern", "local", "--sweep", "16..32"],
-        "error: at n = 16: pattern local needs --window W",
+        "error: at n = 16: in pattern \"local\" at character 1: local needs w",
         "--window",
     );
 }
@@ -302,7 +302,10 @@ fn reach_schedule_bad_entries_exit_2_naming_the_entry() {
         ),
         ("local:w=64", "\"local:w=64\" is not a pattern"),
         ("dense,,local", "\"dense,,local\" has an empty entry"),
-        ("atrous", "\"atrous\": pattern atrous needs --stride K"),
+        (
+            "atrous",
+            "\"atrous\": in pattern \"atrous\" at character 1: atrous needs k",
+        ),
     ] {
         let err = usage_error(&reach_16_args(list, &["--layers", "2"]), needle);
         assert!(err.starts_with("error: --schedule "), "{list}: {err}");
@@ -317,7 +320,9 @@ fn reach_schedule_and_pattern_are_one_or_the_other() {
         "leave out --pattern",
     );
     assert!(
-        err.starts_with("error: --pattern atrous cannot be used with --schedule \"dense,local\""),
+        err.starts_with(
+            "error: --pattern \"atrous\" cannot be used with --schedule \"dense,local\""
+        ),
         "{err}"
     );
     // Neither: the message points to both ways of giving the pattern.

@@ -405,9 +405,9 @@ impl Pattern {
         let too_complex = || PatternError::TooComplex(expr.to_string());
         let mut conjs = Vec::new();
         let mut members = Vec::new();
-        for (m, member) in expr.union_members().into_iter().enumerate() {
-            members.push(member.to_string());
-            for atoms in structure::to_conjs(&node_of(member, n)).ok_or_else(too_complex)? {
+        for (m, (member, label)) in split_members(&expr).into_iter().enumerate() {
+            members.push(label);
+            for atoms in structure::to_conjs(&node_of(&member, n)).ok_or_else(too_complex)? {
                 conjs.push(Conj { atoms, member: m });
             }
         }
@@ -470,17 +470,19 @@ impl Pattern {
         &self.dnf
     }
 
-    /// Labels of the top-level union members (one entry when the expression is no union).
+    /// Labels of the union members, the parts the map colours apart: the members of a
+    /// top-level union, or of the one union inside a top-level intersection (`(a | b) &
+    /// causal` → `a`, `b`); one entry when there is no union.
     pub fn member_labels(&self) -> &[String] {
         &self.members
     }
 
-    /// The top-level union members as patterns of their own at the same `n`.
+    /// The union members as patterns of their own at the same `n` (each with the
+    /// intersection around the union, see [`Pattern::member_labels`]).
     pub fn members(&self) -> Vec<Pattern> {
-        self.expr
-            .union_members()
+        split_members(&self.expr)
             .into_iter()
-            .filter_map(|m| Pattern::from_expr(m.clone(), self.n, self.params.clone()).ok())
+            .filter_map(|(m, _)| Pattern::from_expr(m, self.n, self.params.clone()).ok())
             .collect()
     }
 
@@ -649,6 +651,36 @@ impl Pattern {
     /// Distance profile of a Toeplitz pattern: is distance `d = i − j` allowed?
     pub(crate) fn allows_distance(&self, d: i64) -> bool {
         self.dnf.allows_distance(d)
+    }
+}
+
+/// The union members of `e` with their labels: `a | b` → (a, "a"), (b, "b"); `(a | b) & c`
+/// → (a & c, "a"), (b & c, "b"); anything else is one member.
+fn split_members(e: &Expr) -> Vec<(Expr, String)> {
+    match e {
+        Expr::Union(v) => v.iter().map(|m| (m.clone(), m.to_string())).collect(),
+        Expr::Inter(v) => {
+            let unions: Vec<usize> = (0..v.len())
+                .filter(|&x| matches!(v[x], Expr::Union(_)))
+                .collect();
+            match unions.as_slice() {
+                [u] => {
+                    let Expr::Union(parts) = &v[*u] else {
+                        unreachable!("filtered on unions")
+                    };
+                    parts
+                        .iter()
+                        .map(|m| {
+                            let mut all = v.clone();
+                            all[*u] = m.clone();
+                            (Expr::Inter(all), m.to_string())
+                        })
+                        .collect()
+                }
+                _ => vec![(e.clone(), e.to_string())],
+            }
+        }
+        Expr::Term(_) => vec![(e.clone(), e.to_string())],
     }
 }
 

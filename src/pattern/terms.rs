@@ -270,8 +270,8 @@ pub static TERMS: [TermDef; 11] = [
         check: |v| {
             if v[1] > v[0] {
                 Err(format!(
-                    "c={} is out of range for fixed: the summary columns must be from 1 to l = {}",
-                    v[1], v[0]
+                    "the summary columns must be from 1 to l = {}",
+                    v[0]
                 ))
             } else {
                 Ok(())
@@ -389,7 +389,20 @@ pub fn resolve(
         };
         values.push(v);
     }
-    // A check between keys concerns the last key that comes from a flag (fixed: c ≤ l).
-    (def.check)(&values).map_err(|m| (def.keys.iter().rev().find_map(|k| k.flag), m))?;
+    // A check between keys concerns the last key that has a flag (fixed: c ≤ l); the message
+    // names it as the user gave it: `c=5` in the term, or `--summary 5`.
+    (def.check)(&values).map_err(|m| {
+        let x = def.keys.iter().rposition(|k| k.flag.is_some()).unwrap_or(0);
+        let k = &def.keys[x];
+        let v = values.get(x).copied().unwrap_or(0);
+        let named = match (given.get(x).copied().flatten(), k.flag) {
+            (None, Some(f)) => format!("{} {v}", f.flag()),
+            _ => format!("{}={v}", k.key),
+        };
+        (
+            k.flag,
+            format!("{named} is out of range for {}: {m}", def.name),
+        )
+    })?;
     Ok(values)
 }
