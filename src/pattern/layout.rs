@@ -196,7 +196,7 @@ impl BlockStats {
 /// for the others); the error names a block size that would fit. O(n).
 pub fn check_layout(p: &Pattern, block: usize) -> Result<(), PatternError> {
     check_block(p, block)?;
-    let diagonals = p.kind().is_toeplitz().then(|| toeplitz_diagonals(p, block));
+    let diagonals = p.is_toeplitz().then(|| toeplitz_diagonals(p, block));
     check_layout_size(p, block, diagonals.as_deref())
 }
 
@@ -318,8 +318,7 @@ impl BlockLayout {
         // Candidate block columns of block row bi. For a Toeplitz mask a tile on block diagonal
         // δ = bi − bj holds distances d ∈ [δB − B + 1, δB + B − 1]; only diagonals where some
         // such d is allowed can hold a non-empty tile, so the layout costs O(n + tiles).
-        let diagonals: Option<Vec<i64>> =
-            p.is_toeplitz().then(|| toeplitz_diagonals(p, block));
+        let diagonals: Option<Vec<i64>> = p.is_toeplitz().then(|| toeplitz_diagonals(p, block));
         check_layout_size(p, block, diagonals.as_deref())?;
         // Every layout is also counted as it is built, and refused past MAX_LAYOUT_TILES.
         let stored = std::sync::atomic::AtomicU64::new(0);

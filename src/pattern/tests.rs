@@ -154,7 +154,7 @@ fn bad_parameters_are_refused() {
         .summary(5)
         .build()
         .unwrap_err();
-    assert!(c.to_string().contains("c=5 is out of range"), "{c}");
+    assert!(c.to_string().contains("--summary 5 is out of range"), "{c}");
     assert_eq!(flag_of(c), Some("--summary"));
     let e = PatternParams::new(Fixed, 8)
         .stride(4)

@@ -654,7 +654,7 @@ mod tests {
             (
                 "fixed(l=4, c=9)",
                 "fixed(l=4, c=9)",
-                "c=9 is out of range for fixed: the summary columns must be from 1 to l = 4",
+                "9 is out of range for fixed: the summary columns must be from 1 to l = 4",
             ),
             (
                 "dense(causal=maybe)",
