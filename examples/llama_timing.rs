@@ -1,6 +1,7 @@
 //! Times the llama forward pass on SmolLM2 (a measurement, not a test): load, one dense
 //! forward at 512 and 2048 tokens, and the work of `attnscope model quality` at 512 tokens
-//! with `local(w=64)` (load + dense and pattern passes + logits + losses), then the peak RSS.
+//! with `local(w=64)` (load + dense and pattern passes + logits + losses), then the peak RSS;
+//! first the top-5 next tokens after "The capital of France is".
 //!
 //! ```text
 //! ATTNSCOPE_MODELS=/path/to/models cargo run --release --example llama_timing [TEXT_FILE]
@@ -54,6 +55,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let m = load(&path)?;
     let load_s = t0.elapsed().as_secs_f64();
     println!("load: {load_s:.3} s");
+    let prompt = m.tokenize("The capital of France is", 64)?.ids;
+    let h = m.forward(&prompt, Attention::Dense, &mut NoHooks)?;
+    let logits = m.logits(h.view()).ok_or("not a decoder")?;
+    let last = logits.row(prompt.len() - 1);
+    let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let total: f64 = last.iter().map(|&x| (x as f64 - max).exp()).sum();
+    let mut order: Vec<usize> = (0..last.len()).collect();
+    order.sort_by(|&a, &b| last[b].total_cmp(&last[a]));
+    for &i in &order[..5] {
+        let p = (last[i] as f64 - max).exp() / total;
+        println!("next {i:>6} {:?} {p:.4}", m.token_text(i as u32));
+    }
     let all = m.tokenize(&text, 4096)?.ids;
     for n in [512usize, 2048] {
         let ids = &all[..n.min(all.len())];
