@@ -28,16 +28,42 @@ pub struct ExportArgs {
     pub format: Option<String>,
 }
 
+/// The output format: `--format`, else the file's extension.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Png,
+    Npy,
+    Flex,
+}
+
 pub fn run(a: ExportArgs) -> Result<(), CliError> {
-    // --scale, --colormap and --grid shape the PNG only; a .npy ignores them.
-    let is_png = a
-        .output
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    let format = match a.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => Some(Format::Png),
+        Some("npy") => Some(Format::Npy),
+        Some("flex") | Some("py") => Some(Format::Flex),
+        Some(other) => {
+            return Err(CliError::Usage(format!(
+                "unknown --format {other:?}; expected png, npy or flex"
+            )))
+        }
+        None => None,
+    };
+    let is_png = match format {
+        Some(f) => f == Format::Png,
+        None => a
+            .output
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("png")),
+    };
+    // --scale, --colormap and --grid shape the PNG only; a .npy or .py ignores them.
     if !is_png {
         let p = a.pattern.build()?;
-        write_mask(&p, &a.output, PngOptions::default())?;
+        match format {
+            None => write_mask(&p, &a.output, PngOptions::default())?,
+            Some(Format::Npy) => write_npy(&p, &a.output)?,
+            Some(_) => write_flex(&p, &a.output)?,
+        }
         return Ok(());
     }
     if !(1..=1024).contains(&a.scale) {
@@ -65,16 +91,9 @@ pub fn run(a: ExportArgs) -> Result<(), CliError> {
         colormap,
         grid: a.grid,
     };
-    match a.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    match format {
         None => write_mask(&p, &a.output, opts)?,
-        Some("png") => write_png(&p, &a.output, opts)?,
-        Some("npy") => write_npy(&p, &a.output)?,
-        Some("flex") | Some("py") => write_flex(&p, &a.output)?,
-        Some(other) => {
-            return Err(CliError::Usage(format!(
-                "unknown --format {other:?}; expected png, npy or flex"
-            )))
-        }
+        Some(_) => write_png(&p, &a.output, opts)?,
     }
     Ok(())
 }

@@ -428,3 +428,45 @@ fn block_layout_size_is_checked_up_front() {
         .unwrap();
     assert!(crate::pattern::check_layout(&small, 1).is_ok());
 }
+
+/// Expressions of every term kind, causal or not, at sizes that are no multiple of a tile.
+const EXPRESSIONS: [&str; 10] = [
+    "(local(w=5) | sink(s=4)) & causal",
+    "local(w=16) & atrous(k=4)",
+    "local(w=3) | atrous(k=7) | global(g=2)",
+    "sparse(k=6, w=2) & causal",
+    "fixed(l=8, c=2) | sink(s=3)",
+    "longformer(w=2, g=3) & atrous(k=2)",
+    "bigbird(b=8, wb=1, gb=1, r=1, seed=4) | local(w=1)",
+    "(strided(l=5) | global(g=1)) & local(w=20)",
+    "atrous(k=3) | atrous(k=6)",
+    "dense & causal | sink(s=2)",
+];
+
+#[test]
+fn every_kernel_matches_reference_on_expressions() {
+    for (x, text) in EXPRESSIONS.iter().enumerate() {
+        for (n, d) in [(1, 3), (37, 8), (131, 16)] {
+            let p = PatternParams::new(PatternKind::Custom, n)
+                .expr(text)
+                .build()
+                .unwrap();
+            let qkv = generate(InputKind::Random { seed: x as u64 }, n, d);
+            for block in [7, 16, 64] {
+                check_all(&p, &qkv, block);
+            }
+        }
+    }
+    // The permuted kernel takes band + residue expressions, causal or not.
+    for text in [
+        "local(w=16) | atrous(k=4)",
+        "(local(w=3) | atrous(k=7)) & causal",
+        "atrous(k=3) | atrous(k=6)",
+    ] {
+        let p = PatternParams::new(PatternKind::Custom, 50)
+            .expr(text)
+            .build()
+            .unwrap();
+        assert!(KernelKind::Permuted.supports(&p), "{text}");
+    }
+}

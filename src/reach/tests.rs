@@ -415,3 +415,23 @@ fn heatmap_png_pixels_match_the_reach_cells() {
     assert!(e.unwrap_err().to_string().contains("limit of 8192"));
     assert!(!dir.path().join("big.png").exists());
 }
+
+#[test]
+fn expressions_match_brute_force() {
+    use crate::pattern::{PatternKind, PatternParams};
+    for text in [
+        "(local(w=2) | sink(s=3)) & causal",
+        "local(w=8) & atrous(k=3)",
+        "local(w=1) | global(g=2)",
+        "fixed(l=5, c=1) | sink(s=2)",
+        "bigbird(b=4, wb=0, gb=1, r=1, seed=2) | local(w=1)",
+    ] {
+        for n in [1, 23, 40] {
+            let p = PatternParams::new(PatternKind::Custom, n)
+                .expr(text)
+                .build()
+                .unwrap();
+            check_against_brute(vec![p], 4);
+        }
+    }
+}
