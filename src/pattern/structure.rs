@@ -507,46 +507,39 @@ impl RowSet {
         })
     }
 
+    /// With a block table: the set cut into the key runs of the first table's block row (each
+    /// keeping the other constraints), in ascending order.
+    fn block_parts(&self) -> Option<Vec<RowSet>> {
+        let ((t, bi), rest) = self.blocks.split_first()?;
+        let parts = t
+            .runs(*bi)
+            .into_iter()
+            .map(|(c0, c1)| (self.a.max(c0), self.b.min(c1)))
+            .filter(|(a, b)| a < b)
+            .map(|(a, b)| RowSet {
+                a,
+                b,
+                r: self.r,
+                m: self.m,
+                periodic: self.periodic.clone(),
+                blocks: rest.to_vec(),
+            })
+            .collect();
+        Some(parts)
+    }
+
     /// Number of keys in the set.
     fn count(&self) -> u64 {
-        if let Some(((t, bi), rest)) = self.blocks.split_first() {
-            let mut total = 0;
-            for (c0, c1) in t.runs(*bi) {
-                let (a, b) = (self.a.max(c0), self.b.min(c1));
-                if a < b {
-                    let sub = RowSet {
-                        a,
-                        b,
-                        r: self.r,
-                        m: self.m,
-                        periodic: self.periodic.clone(),
-                        blocks: rest.to_vec(),
-                    };
-                    total += sub.count();
-                }
-            }
-            return total;
+        if let Some(parts) = self.block_parts() {
+            return parts.iter().map(RowSet::count).sum();
         }
         count_periodic(self.a, self.b, self.r, self.m, &self.periodic)
     }
 
     /// Appends the keys in ascending order.
     fn push_keys(&self, out: &mut Vec<u32>) {
-        if let Some(((t, bi), rest)) = self.blocks.split_first() {
-            for (c0, c1) in t.runs(*bi) {
-                let (a, b) = (self.a.max(c0), self.b.min(c1));
-                if a < b {
-                    let sub = RowSet {
-                        a,
-                        b,
-                        r: self.r,
-                        m: self.m,
-                        periodic: self.periodic.clone(),
-                        blocks: rest.to_vec(),
-                    };
-                    sub.push_keys(out);
-                }
-            }
+        if let Some(parts) = self.block_parts() {
+            parts.iter().for_each(|p| p.push_keys(out));
             return;
         }
         let (a, b) = (self.a, self.b);
