@@ -30,7 +30,7 @@ use crate::kernel::{
 };
 use crate::pattern::{Pattern, PatternKind, PatternParams, DEFAULT_BLOCK};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use web_time::Instant;
 
 /// Query rows checked against the reference per kernel.
 pub const ERROR_SAMPLE_ROWS: usize = 64;
@@ -222,19 +222,41 @@ pub fn run_bench(
         }
         .into());
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(cfg.threads)
-        .thread_name(|i| format!("attnscope-bench-{i}"))
-        .build()
-        .map_err(|e| BenchError::Threads {
-            threads: cfg.threads,
-            reason: e.to_string(),
-        })?;
+    let pool = if cfg!(target_arch = "wasm32") {
+        Pool::Caller
+    } else {
+        Pool::Own(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(cfg.threads)
+                .thread_name(|i| format!("attnscope-bench-{i}"))
+                .build()
+                .map_err(|e| BenchError::Threads {
+                    threads: cfg.threads,
+                    reason: e.to_string(),
+                })?,
+        )
+    };
     bench_in_pool(&pool, p, qkv, cfg, cancel, progress)
 }
 
+/// Where a benchmark's kernels run: a rayon pool of the requested size, or in a browser (no
+/// threads can be started there) rayon's global pool, which runs on the calling thread.
+enum Pool {
+    Own(rayon::ThreadPool),
+    Caller,
+}
+
+impl Pool {
+    fn install<R: Send>(&self, op: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Pool::Own(pool) => pool.install(op),
+            Pool::Caller => op(),
+        }
+    }
+}
+
 fn bench_in_pool(
-    pool: &rayon::ThreadPool,
+    pool: &Pool,
     p: &Pattern,
     qkv: &Qkv,
     cfg: &BenchConfig,
@@ -363,8 +385,16 @@ fn bench_in_pool(
 }
 
 /// Dense kernel rate in FLOPs per ms, measured on the first `min(n, 1024)` tokens.
+/// Tokens of the dense problem [`calibrate`] times: smaller in a browser (one thread, and the
+/// app there calibrates once per kernel so that no step holds the page long).
+const CALIBRATION_N: usize = if cfg!(target_arch = "wasm32") {
+    256
+} else {
+    1024
+};
+
 fn calibrate(qkv: &Qkv, scale: f32) -> Result<f64, BenchError> {
-    let m = qkv.n().min(1024);
+    let m = qkv.n().min(CALIBRATION_N);
     let d = qkv.d();
     let small = Qkv {
         q: qkv.q.slice(ndarray::s![..m, ..]).to_owned(),

@@ -211,6 +211,7 @@ pub(crate) fn png_io(e: png::EncodingError) -> std::io::Error {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Writes through a temporary file next to `path`, renamed over it only on success
 /// (see [`AtomicFile`]).
 pub fn atomic_write(
@@ -220,17 +221,20 @@ pub fn atomic_write(
     AtomicFile::create(path)?.commit(body)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Temporary files being written right now, removed by [`remove_pending`] when a signal ends
 /// the process. The lock is held while a file is created, renamed into place or removed, so a
 /// signal never races with a rename.
 static PENDING: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
+#[cfg(not(target_arch = "wasm32"))]
 fn pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     PENDING
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Removes every temporary file still being written and returns the lock, held, so that no
 /// new one is created or renamed until the process ends (the CLI calls this when SIGINT,
 /// SIGTERM or SIGHUP arrives, then ends with that signal).
@@ -242,6 +246,7 @@ pub fn remove_pending() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
     list
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An output file being written: a hidden temporary file (`.attnscope-*.part`) in the folder of
 /// the final file, renamed over it by [`AtomicFile::commit`]. Created before the work starts, it
 /// checks that the output can be written at all. Dropped without a commit (an error, a panic) it
@@ -259,6 +264,7 @@ pub struct AtomicFile {
     target: PathBuf,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl AtomicFile {
     /// Creates the temporary file for `path` (checks that its folder exists and is writable).
     pub fn create(path: &Path) -> Result<Self, ExportError> {
@@ -338,6 +344,7 @@ impl AtomicFile {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Drop for AtomicFile {
     fn drop(&mut self) {
         if let Some(tmp) = self.tmp.take() {
@@ -348,6 +355,7 @@ impl Drop for AtomicFile {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// `path` with its symbolic links followed to the file they name (which need not exist yet);
 /// at most 40 links, like the kernel.
 fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
@@ -367,6 +375,7 @@ fn resolve_links(path: &Path) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("too many levels of symbolic links"))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// An error of the `tempfile` crate without the temporary file's path that it appends
 /// (`… at path "/dir/.attnscope-KTMgYz.part"`, a name the user never gave).
 fn without_temp_path(e: std::io::Error) -> std::io::Error {
@@ -378,4 +387,37 @@ fn without_temp_path(e: std::io::Error) -> std::io::Error {
         Some(at) => std::io::Error::new(e.kind(), &text[..at]),
         None => e,
     }
+}
+
+/// Files written in a browser, `(path, bytes)`, until the app offers them as downloads.
+#[cfg(target_arch = "wasm32")]
+static WRITTEN: std::sync::Mutex<Vec<(PathBuf, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+
+/// In a browser (no file system): writes into memory; [`take_written`] hands the file over.
+#[cfg(target_arch = "wasm32")]
+pub fn atomic_write(
+    path: &Path,
+    body: impl FnOnce(&mut BufWriter<&mut Vec<u8>>) -> std::io::Result<()>,
+) -> Result<(), ExportError> {
+    let io = |source| ExportError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut bytes = Vec::new();
+    {
+        let mut w = BufWriter::new(&mut bytes);
+        body(&mut w).map_err(io)?;
+        w.flush().map_err(io)?;
+    }
+    WRITTEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((path.to_path_buf(), bytes));
+    Ok(())
+}
+
+/// The files [`atomic_write`] wrote in a browser since the last call, oldest first.
+#[cfg(target_arch = "wasm32")]
+pub fn take_written() -> Vec<(PathBuf, Vec<u8>)> {
+    std::mem::take(&mut *WRITTEN.lock().unwrap_or_else(|e| e.into_inner()))
 }

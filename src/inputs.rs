@@ -359,8 +359,21 @@ pub fn load_npy(path: &Path) -> Result<Array2<f32>, InputError> {
     if meta.is_dir() {
         return Err(InputError::IsDirectory { path: shown });
     }
-    let len = meta.len();
-    let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+    read_npy(
+        std::io::BufReader::with_capacity(1 << 20, file),
+        meta.len(),
+        &shown,
+    )
+}
+
+/// Reads one float32/float64 `(n, d)` array of `len` bytes in `.npy` format from `r` (the
+/// bytes of a file the browser handed over, or an open file); `shown` names it in errors.
+pub fn read_npy(mut r: impl Read, len: u64, shown: &str) -> Result<Array2<f32>, InputError> {
+    let shown = shown.to_string();
+    let io = |source| InputError::Io {
+        path: shown.clone(),
+        source,
+    };
     let header = read_header(&mut r, &shown, len)?;
     let shape = header.shape.clone();
     if shape.len() != 2 {

@@ -25,11 +25,14 @@
 
 pub mod app;
 pub mod bench;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
 pub mod export;
 pub mod inputs;
 pub mod kernel;
 pub mod memory;
+// Real models read multi-gigabyte files through mmap: desktop only (README "Run it in a browser").
+#[cfg(not(target_arch = "wasm32"))]
 pub mod model;
 pub mod pattern;
 pub mod presets;

@@ -96,9 +96,18 @@ fn compute(
         Ok(p) => p,
         Err(e) => return Some(Err(e.to_string())),
     };
-    if p.n() > MAX_WEIGHTS_N {
+    let max_n = MAX_WEIGHTS_N.min(super::platform::ATTENTION_MAX_N);
+    if p.n() > max_n {
+        let why = if super::platform::IN_BROWSER {
+            format!(
+                " in the browser (the n × n softmax runs on the page's one thread; the desktop \
+                 app shows up to n = {MAX_WEIGHTS_N})"
+            )
+        } else {
+            String::new()
+        };
         return Some(Err(format!(
-            "n = {} is too large for the attention view: the n × n weights are shown up to n = {MAX_WEIGHTS_N}",
+            "n = {} is too large for the attention view: the n × n weights are shown up to n = {max_n}{why}",
             p.n()
         )));
     }

@@ -206,7 +206,7 @@ impl MaskCache {
 
 /// Runs one job; `None` when cancelled.
 pub fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<MaskResult> {
-    let t0 = std::time::Instant::now();
+    let t0 = web_time::Instant::now();
     let mut maps = Vec::with_capacity(job.maps.len());
     // Rasters of the atrous and local maps, kept to colour the sparse map by origin.
     let mut parts: HashMap<MapId, (Raster, Option<Raster>)> = HashMap::new();
@@ -326,9 +326,15 @@ fn image_of(r: &Raster, rgba: Vec<u8>) -> MaskImage {
     }
 }
 
+/// `v` (≥ 0) rounded half away from zero, saturated to a byte. `f32::round` is a library call
+/// in WebAssembly; this is one add and a conversion.
+fn round_u8(v: f32) -> u8 {
+    (v + 0.5) as u8
+}
+
 fn lerp(a: [u8; 3], b: [u8; 3], t: f32) -> [u8; 3] {
     let t = t.clamp(0.0, 1.0);
-    let m = |x: u8, y: u8| (x as f32 + (y as f32 - x as f32) * t).round() as u8;
+    let m = |x: u8, y: u8| round_u8(x as f32 + (y as f32 - x as f32) * t);
     [m(a[0], b[0]), m(a[1], b[1]), m(a[2], b[2])]
 }
 
@@ -347,8 +353,13 @@ pub fn intensity(f: f32) -> f32 {
 pub fn tinted(r: &Raster, rgb: [u8; 3], dark: bool) -> MaskImage {
     let bg = background(dark);
     let mut out = Vec::with_capacity(r.counts.len() * 4);
+    // Neighbouring pixels mostly share their share: colour each new value once.
+    let mut last = (f32::NAN, [0u8; 3]);
     for f in r.fractions() {
-        let c = lerp(bg, rgb, intensity(f));
+        if f != last.0 {
+            last = (f, lerp(bg, rgb, intensity(f)));
+        }
+        let c = last.1;
         out.extend_from_slice(&[c[0], c[1], c[2], 255]);
     }
     image_of(r, out)
@@ -359,7 +370,7 @@ pub fn mapped(r: &Raster, cmap: Colormap) -> MaskImage {
     let lut = cmap.lut();
     let mut out = Vec::with_capacity(r.counts.len() * 4);
     for f in r.fractions() {
-        let c = lut[(intensity(f) * 255.0).round() as usize];
+        let c = lut[round_u8(intensity(f) * 255.0) as usize];
         out.extend_from_slice(&[c[0], c[1], c[2], 255]);
     }
     image_of(r, out)
@@ -370,26 +381,36 @@ pub fn mapped(r: &Raster, cmap: Colormap) -> MaskImage {
 pub fn composite(sparse: &Raster, local: &Raster, atrous: &Raster, dark: bool) -> MaskImage {
     let bg = background(dark);
     let mut out = Vec::with_capacity(sparse.counts.len() * 4);
+    // Neighbouring pixels mostly share their counts: mix each new combination once.
+    let mut last = (None, [0u8; 4]);
     for y in 0..sparse.height {
         for x in 0..sparse.width {
             let t = y * sparse.width + x;
-            let area = sparse.area(x, y).max(1) as f32;
-            let (s, l, a) = (sparse.counts[t], local.counts[t], atrous.counts[t]);
-            let both = (l + a).saturating_sub(s);
-            let lo = l.saturating_sub(both) as f32;
-            let ao = a.saturating_sub(both) as f32;
-            let b = both as f32;
-            let allowed = (lo + ao + b).max(1.0);
-            let t = intensity(s as f32 / area);
-            let mix = |k: usize| {
-                let c =
-                    (lo * LOCAL_RGB[k] as f32 + ao * ATROUS_RGB[k] as f32 + b * BOTH_RGB[k] as f32)
+            let key = (
+                sparse.area(x, y),
+                sparse.counts[t],
+                local.counts[t],
+                atrous.counts[t],
+            );
+            if last.0 != Some(key) {
+                let (area, s, l, a) = key;
+                let area = area.max(1) as f32;
+                let both = (l + a).saturating_sub(s);
+                let lo = l.saturating_sub(both) as f32;
+                let ao = a.saturating_sub(both) as f32;
+                let b = both as f32;
+                let allowed = (lo + ao + b).max(1.0);
+                let t = intensity(s as f32 / area);
+                let mix = |k: usize| {
+                    let c = (lo * LOCAL_RGB[k] as f32
+                        + ao * ATROUS_RGB[k] as f32
+                        + b * BOTH_RGB[k] as f32)
                         / allowed;
-                (bg[k] as f32 + (c - bg[k] as f32) * t)
-                    .round()
-                    .clamp(0.0, 255.0) as u8
-            };
-            out.extend_from_slice(&[mix(0), mix(1), mix(2), 255]);
+                    round_u8((bg[k] as f32 + (c - bg[k] as f32) * t).clamp(0.0, 255.0))
+                };
+                last = (Some(key), [mix(0), mix(1), mix(2), 255]);
+            }
+            out.extend_from_slice(&last.1);
         }
     }
     image_of(sparse, out)

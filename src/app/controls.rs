@@ -294,7 +294,7 @@ impl Controls {
         );
         problem(ui, shared, "--d");
         let s = &mut shared.settings;
-        let max_threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_threads = super::platform::max_threads();
         s.threads = s.threads.clamp(1, max_threads.max(1));
         count_control(
             ui,

@@ -1,5 +1,6 @@
-//! File dialogs: the native ones (rfd asks xdg-desktop-portal, then zenity), and a fallback
-//! for desktops that have neither, so that no Save or Load button silently does nothing.
+//! File dialogs: the native ones (rfd asks xdg-desktop-portal, then zenity; in
+//! [`super::platform`]), and a fallback for desktops that have neither, so that no Save or
+//! Load button silently does nothing.
 //!
 //! Without a dialog, rfd logs an error and answers as if the user had cancelled. The app tells
 //! the two apart by time: a dialog a person cancels stays open far longer than
@@ -11,7 +12,7 @@ use super::{FilePicker, FileRequest};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A message for the user about the file dialogs, shown in a window until dismissed.
 pub type Notice = Rc<RefCell<Option<String>>>;
@@ -81,60 +82,6 @@ pub fn folder_picker(dir: PathBuf, notice: Option<Notice>) -> FilePicker {
             ));
         }
         Some(path)
-    })
-}
-
-/// Asks rfd for a path, with the request's filter and default name.
-fn rfd_dialog(req: FileRequest) -> Option<PathBuf> {
-    let d = rfd::FileDialog::new();
-    let name = default_name(req);
-    match req {
-        FileRequest::OpenNpy(which) => d
-            .add_filter("NumPy array", &["npy"])
-            .set_title(format!("Load {which} (.npy, shape (n, d))"))
-            .pick_file(),
-        FileRequest::SaveMaskNpy => d
-            .add_filter("NumPy array", &["npy"])
-            .set_file_name(name)
-            .save_file(),
-        FileRequest::SaveFile(n) => {
-            let ext = n.rsplit('.').next().unwrap_or("");
-            d.add_filter(ext.to_uppercase(), &[ext])
-                .set_file_name(name)
-                .save_file()
-        }
-        _ => d
-            .add_filter("PNG image", &["png"])
-            .set_file_name(name)
-            .save_file(),
-    }
-}
-
-/// Whether a `zenity` program is on `PATH` (rfd's fallback when no portal answers).
-fn zenity_on_path() -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join("zenity").is_file()))
-}
-
-/// The app's file dialogs: native ones, or straight to `ATTNSCOPE_SAVE_DIR` when it is set,
-/// or to the current folder (with a `notice`) once it is clear that no dialog can appear.
-pub fn native_picker(notice: Notice) -> FilePicker {
-    let cwd = || std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    if let Some(dir) = std::env::var_os(SAVE_DIR_VAR).filter(|d| !d.is_empty()) {
-        return folder_picker(PathBuf::from(dir), None);
-    }
-    let mut fallback = folder_picker(cwd(), Some(notice));
-    let mut no_dialog = false;
-    Box::new(move |req| {
-        if !no_dialog {
-            let t0 = Instant::now();
-            let got = rfd_dialog(req);
-            if got.is_some() || t0.elapsed() >= NO_DIALOG_WITHIN || zenity_on_path() {
-                return got;
-            }
-            no_dialog = true;
-        }
-        fallback(req)
     })
 }
 

@@ -12,13 +12,14 @@ use crate::stats::group;
 use egui::{Color32, RichText};
 use egui_plot::{Bar, BarChart, Legend, Plot};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// Settings must be still this long before a benchmark starts.
 pub const DEBOUNCE: Duration = Duration::from_millis(400);
 
 /// Kernels estimated to take longer than this per run are skipped (with the reason shown).
-pub const BUDGET_MS: f64 = 1500.0;
+pub const BUDGET_MS: f64 = super::platform::KERNEL_RUN_BUDGET_MS;
 
 /// One benchmark request.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,14 +37,22 @@ enum Event {
         total: usize,
     },
     Finished(KernelResult),
+    /// One kernel of a benchmark run in steps is done: submit the job again for the next.
+    Step,
     Done(Result<crate::bench::BenchReport, String>),
 }
+
+/// A benchmark run one kernel per step (in a browser, so that the page is never held for
+/// all kernels at once): the job, the next kernel's index and the results so far.
+type Steps = Option<(BenchJob, usize, Vec<KernelResult>)>;
 
 /// State of the Kernels view.
 #[derive(Default)]
 pub struct KernelsView {
     worker: Option<Worker<(BenchJob, mpsc::Sender<Event>), ()>>,
     events: Option<mpsc::Receiver<Event>>,
+    /// The sender of the job shown, to submit its next step.
+    sender: Option<mpsc::Sender<Event>>,
     /// The job shown (running or finished).
     job: Option<BenchJob>,
     /// The settings seen last and since when they have not changed.
@@ -60,6 +69,7 @@ fn run_job(
     tx: mpsc::Sender<Event>,
     ctl: &super::worker::Job,
     cache: &mut super::InputCache,
+    steps: &mut Steps,
 ) {
     let p = match job.params.build() {
         Ok(p) => p,
@@ -72,8 +82,18 @@ fn run_job(
     if ctl.cancelled() {
         return;
     }
+    let all = KernelKind::ALL;
+    let (first, mut results) = match steps.take() {
+        Some((j, next, done)) if j == job => (next, done),
+        _ => (0, Vec::new()),
+    };
+    let last = if super::platform::IN_BROWSER {
+        (first + 1).min(all.len())
+    } else {
+        all.len()
+    };
     let cfg = BenchConfig {
-        kernels: KernelKind::ALL.to_vec(),
+        kernels: all[first..last].to_vec(),
         repeats: 3,
         warmup: 1,
         threads: job.threads,
@@ -82,11 +102,8 @@ fn run_job(
     };
     let mut progress = |e: Progress| {
         let _ = tx.send(match e {
-            Progress::Started {
-                kernel,
-                index,
-                total,
-            } => {
+            Progress::Started { kernel, index, .. } => {
+                let (index, total) = (first + index, all.len());
                 ctl.set_progress((index * 1000 / total.max(1)) as u32);
                 Event::Started {
                     kernel,
@@ -99,21 +116,49 @@ fn run_job(
     };
     match crate::bench::run_bench(&p, &qkv, &cfg, ctl.cancel_flag(), &mut progress) {
         Err(BenchError::Cancelled) => {}
-        r => {
-            let _ = tx.send(Event::Done(r.map_err(|e| e.to_string())));
+        Err(e) => {
+            let _ = tx.send(Event::Done(Err(e.to_string())));
+        }
+        Ok(mut report) if first > 0 || last < all.len() => {
+            results.append(&mut report.results);
+            if last < all.len() {
+                *steps = Some((job, last, results));
+                let _ = tx.send(Event::Step);
+                return;
+            }
+            report.results = with_dense_speedup(results);
+            let _ = tx.send(Event::Done(Ok(report)));
+        }
+        Ok(report) => {
+            let _ = tx.send(Event::Done(Ok(report)));
         }
     }
+}
+
+/// Speedups over the dense kernel's median for results measured in separate steps.
+fn with_dense_speedup(mut results: Vec<KernelResult>) -> Vec<KernelResult> {
+    let dense_ms = results
+        .iter()
+        .find(|r| r.kernel == KernelKind::Dense.name() && r.median_ms.is_finite())
+        .map(|r| r.median_ms);
+    for r in &mut results {
+        r.speedup_vs_dense = dense_ms
+            .filter(|_| r.median_ms.is_finite() && r.median_ms > 0.0)
+            .map(|d| d / r.median_ms);
+    }
+    results
 }
 
 impl KernelsView {
     fn ensure_worker(&mut self, ctx: &egui::Context) {
         if self.worker.is_none() {
             let mut cache = super::InputCache::default();
+            let mut steps: Steps = None;
             self.worker = Some(Worker::spawn(
                 "attnscope-bench",
                 Some(ctx.clone()),
                 move |(job, tx): (BenchJob, mpsc::Sender<Event>), ctl| {
-                    run_job(job, tx, ctl, &mut cache);
+                    run_job(job, tx, ctl, &mut cache, &mut steps);
                     Some(())
                 },
             ));
@@ -133,8 +178,14 @@ impl KernelsView {
 
     fn poll(&mut self) {
         let Some(rx) = &self.events else { return };
-        for e in rx.try_iter() {
+        let events: Vec<Event> = rx.try_iter().collect();
+        for e in events {
             match e {
+                Event::Step => {
+                    if let (Some(w), Some(j), Some(tx)) = (&self.worker, &self.job, &self.sender) {
+                        w.submit((j.clone(), tx.clone()));
+                    }
+                }
                 Event::Started {
                     kernel,
                     index,
@@ -223,9 +274,10 @@ impl View for KernelsView {
             if since.elapsed() >= DEBOUNCE {
                 let (tx, rx) = mpsc::channel();
                 if let Some(w) = &self.worker {
-                    w.submit((j.clone(), tx));
+                    w.submit((j.clone(), tx.clone()));
                 }
                 self.events = Some(rx);
+                self.sender = Some(tx);
                 self.job = Some(j);
                 self.pending = None;
                 self.results.clear();
@@ -245,7 +297,7 @@ impl View for KernelsView {
             ui.heading("Kernels on the sample input");
             if let Some(j) = &self.job {
                 ui.label(format!(
-                    "· {} · n = {} · {} · {} thread{} · B = {}",
+                    "· {} · n = {} · {} · {} · B = {}",
                     if self.label.is_empty() {
                         j.params.kind.name().to_string()
                     } else {
@@ -253,8 +305,7 @@ impl View for KernelsView {
                     },
                     group(j.params.n as u64),
                     j.input.describe(),
-                    j.threads,
-                    if j.threads == 1 { "" } else { "s" },
+                    super::platform::threads_label(j.threads),
                     j.block
                 ));
             }

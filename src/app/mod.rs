@@ -15,6 +15,7 @@ mod export;
 mod kernels;
 mod masks;
 pub mod offscreen;
+pub mod platform;
 pub mod reach_view;
 pub mod settings;
 pub mod sweep_view;
@@ -290,16 +291,14 @@ pub struct AttnApp {
 }
 
 impl AttnApp {
-    /// Creates the app from eframe's creation context: saved settings, then `args` on top.
-    pub fn new(cc: &eframe::CreationContext<'_>, args: &crate::cli::GuiArgs) -> Self {
+    /// Creates the app from eframe's creation context: saved settings (a file on the desktop,
+    /// the browser's storage on the web), then `apply` on top (the command line's flags).
+    pub fn new(cc: &eframe::CreationContext<'_>, apply: impl FnOnce(&mut Settings)) -> Self {
         let saved: Option<Settings> = cc.storage.and_then(|s| eframe::get_value(s, STORAGE_KEY));
         let mut settings = saved.unwrap_or_default();
-        settings.params = args.pattern.params_over(&settings.params);
-        if let Some(b) = args.pattern.rest.block {
-            settings.block = b;
-        }
+        apply(&mut settings);
         let notice = dialogs::Notice::default();
-        let picker = dialogs::native_picker(notice.clone());
+        let picker = platform::picker(notice.clone());
         let mut app = Self::with_settings(&cc.egui_ctx, settings, picker);
         app.shared.dialog_notice = notice;
         app
@@ -506,7 +505,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
 
 impl eframe::App for AttnApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
-        let t0 = std::time::Instant::now();
+        let t0 = web_time::Instant::now();
         let ctx = ui.ctx().clone();
         self.handle_keys(&ctx);
         let theme = self.shared.settings.theme;
@@ -656,6 +655,7 @@ impl eframe::App for AttnApp {
         }
         self.help_window(&ctx);
         self.dialog_notice_window(&ctx);
+        platform::deliver_files(&mut self.shared);
         self.shared.frame_ms = t0.elapsed().as_secs_f64() * 1e3;
     }
 
@@ -664,61 +664,4 @@ impl eframe::App for AttnApp {
     }
 }
 
-/// Opens the window and runs the app until it is closed.
-pub fn run(args: crate::cli::GuiArgs) -> Result<(), String> {
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("attnscope")
-            .with_inner_size([1500.0, 940.0])
-            .with_min_inner_size([900.0, 600.0]),
-        ..Default::default()
-    };
-    eframe::run_native(
-        "attnscope",
-        options,
-        Box::new(move |cc| Ok(Box::new(AttnApp::new(cc, &args)))),
-    )
-    .map_err(|e| {
-        format!(
-            "could not open the window: {}",
-            without_source_paths(&e.to_string())
-        )
-    })
-}
-
-/// `text` without the source locations some dependencies put in their messages
-/// (`os error at /root/.cargo/…/linux/mod.rs:765: neither …` → `os error: neither …`).
-fn without_source_paths(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find(" at ") {
-        let after = &rest[at + 4..];
-        // A location is one word holding `.rs:` and ending in `:` before the message goes on.
-        match after.find(": ") {
-            Some(end) if after[..end].contains(".rs:") && !after[..end].contains(' ') => {
-                out.push_str(&rest[..at]);
-                rest = &after[end..];
-            }
-            _ => {
-                out.push_str(&rest[..at + 4]);
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-#[cfg(test)]
-mod start_up_tests {
-    #[test]
-    fn start_up_errors_drop_dependency_source_paths() {
-        let winit = "winit EventLoopError: os error at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/winit-0.30.13/src/platform_impl/linux/mod.rs:765: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set.";
-        assert_eq!(
-            super::without_source_paths(winit),
-            "winit EventLoopError: os error: neither WAYLAND_DISPLAY nor WAYLAND_SOCKET nor DISPLAY is set."
-        );
-        let plain = "no adapter at all: look at the driver";
-        assert_eq!(super::without_source_paths(plain), plain);
-    }
-}
+pub use platform::run;

@@ -99,7 +99,7 @@ fn run(
 }
 
 fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
-    let t0 = std::time::Instant::now();
+    let t0 = web_time::Instant::now();
     let opts = ReachOptions {
         layers: VIEW_LAYERS,
         max_layers: full_cap(job.params.n),
@@ -634,25 +634,23 @@ impl ReachView {
         let (layer, side) = (self.layer, self.export_side);
         let (tx, rx) = mpsc::channel();
         self.export_rx = Some(rx);
-        let spawned = std::thread::Builder::new()
-            .name("attnscope-reach-export".into())
-            .spawn(move || {
-                let result = (|| {
-                    let s = schedule_of(&job.params, &job.schedule).map_err(|e| e.to_string())?;
-                    let opts = ReachOptions {
-                        layers: layer,
-                        max_layers: layer,
-                        raster_side: side.min(crate::reach::MAX_RASTER_SIDE * 8),
-                    };
-                    let never = std::sync::atomic::AtomicBool::new(false);
-                    let r = compute(&s, &opts, &never, &|_, _| {}).map_err(|e| e.to_string())?;
-                    let raster = r.rasters.last().ok_or("no heatmap computed")?;
-                    crate::reach::write_heatmap_png(raster, job.colormap, side, &path)
-                        .map_err(|e| e.to_string())?;
-                    Ok(format!("saved {}", path.display()))
-                })();
-                let _ = tx.send(result);
-            });
+        let spawned = super::platform::spawn("attnscope-reach-export", move || {
+            let result = (|| {
+                let s = schedule_of(&job.params, &job.schedule).map_err(|e| e.to_string())?;
+                let opts = ReachOptions {
+                    layers: layer,
+                    max_layers: layer,
+                    raster_side: side.min(crate::reach::MAX_RASTER_SIDE * 8),
+                };
+                let never = std::sync::atomic::AtomicBool::new(false);
+                let r = compute(&s, &opts, &never, &|_, _| {}).map_err(|e| e.to_string())?;
+                let raster = r.rasters.last().ok_or("no heatmap computed")?;
+                crate::reach::write_heatmap_png(raster, job.colormap, side, &path)
+                    .map_err(|e| e.to_string())?;
+                Ok(format!("saved {}", path.display()))
+            })();
+            let _ = tx.send(result);
+        });
         if let Err(e) = spawned {
             shared.error(format!("could not start the export: {e}"));
             self.export_rx = None;

@@ -151,7 +151,7 @@ impl Default for Settings {
             d: 64,
             input: InputChoice::Random,
             input_seed: 0,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: super::platform::max_threads(),
             colormap: Colormap::Viridis,
             show_blocks: false,
             log_attention: false,

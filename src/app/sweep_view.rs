@@ -22,7 +22,7 @@ pub const SIZES: [usize; 11] = [
 ];
 
 /// Kernels whose estimated time per run exceeds this are skipped (ms).
-pub const DENSE_BUDGET_MS: f64 = 4000.0;
+pub const DENSE_BUDGET_MS: f64 = super::platform::SWEEP_RUN_BUDGET_MS;
 
 /// Messages from the sweep thread.
 enum Msg {
@@ -65,7 +65,7 @@ impl Default for SweepView {
     fn default() -> Self {
         Self {
             from: 256,
-            to: 8192,
+            to: super::platform::SWEEP_DEFAULT_TO_N,
             scaling: Scaling::SqrtN,
             kernels: KernelKind::ALL.to_vec(),
             repeats: 3,
@@ -168,36 +168,34 @@ impl SweepView {
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let (cancel2, ctx2) = (cancel.clone(), ctx.clone());
-        let spawned = std::thread::Builder::new()
-            .name("attnscope-sweep".into())
-            .spawn(move || {
-                let t0 = std::time::Instant::now();
-                let r = run_sweep(&cfg, &cancel2, &mut |e| {
-                    let msg = match &e {
-                        SweepProgress::Size { n, .. } => format!("n = {n}"),
-                        SweepProgress::Kernel {
-                            event: crate::bench::Progress::Started { kernel, .. },
-                            ..
-                        } => format!("{} kernel", kernel.name()),
-                        SweepProgress::Kernel { .. } => String::new(),
-                        SweepProgress::Done { report, .. } => {
-                            let _ = tx.send(Msg::Point(report.clone()));
-                            format!("n = {} done", report.n)
-                        }
-                    };
-                    let _ = tx.send(Msg::Progress(e.fraction(), msg));
-                    ctx2.request_repaint();
-                });
-                let end = match r {
-                    Ok(_) => Ok(t0.elapsed().as_secs_f64()),
-                    Err(SweepError::Cancelled(r)) => {
-                        Err(format!("sweep cancelled after {} size(s)", r.points.len()))
+        let spawned = super::platform::spawn("attnscope-sweep", move || {
+            let t0 = web_time::Instant::now();
+            let r = run_sweep(&cfg, &cancel2, &mut |e| {
+                let msg = match &e {
+                    SweepProgress::Size { n, .. } => format!("n = {n}"),
+                    SweepProgress::Kernel {
+                        event: crate::bench::Progress::Started { kernel, .. },
+                        ..
+                    } => format!("{} kernel", kernel.name()),
+                    SweepProgress::Kernel { .. } => String::new(),
+                    SweepProgress::Done { report, .. } => {
+                        let _ = tx.send(Msg::Point(report.clone()));
+                        format!("n = {} done", report.n)
                     }
-                    Err(e) => Err(format!("sweep failed: {e}")),
                 };
-                let _ = tx.send(Msg::End(end));
+                let _ = tx.send(Msg::Progress(e.fraction(), msg));
                 ctx2.request_repaint();
             });
+            let end = match r {
+                Ok(_) => Ok(t0.elapsed().as_secs_f64()),
+                Err(SweepError::Cancelled(r)) => {
+                    Err(format!("sweep cancelled after {} size(s)", r.points.len()))
+                }
+                Err(e) => Err(format!("sweep failed: {e}")),
+            };
+            let _ = tx.send(Msg::End(end));
+            ctx2.request_repaint();
+        });
         match spawned {
             Ok(_) => {
                 self.report = SweepReport::default();

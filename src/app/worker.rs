@@ -1,13 +1,15 @@
-//! A named background thread that runs the latest job only.
+//! Background work that runs the latest job only.
 //!
 //! The UI thread [`Worker::submit`]s jobs; a new job cancels the one running (its
 //! [`Job::cancelled`] turns true) and replaces any job still waiting, so dragging a slider
 //! never queues work. Results come back through [`Worker::poll`]; the worker asks egui for a
-//! repaint when one is ready.
+//! repaint when one is ready. On the desktop a worker is a named thread; in a browser it runs
+//! its job between frames ([`super::platform`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+pub use super::platform::Worker;
 
 /// What a running job sees: its cancel flag and a progress counter.
 #[derive(Clone)]
@@ -17,6 +19,24 @@ pub struct Job {
 }
 
 impl Job {
+    /// A job not cancelled, at progress 0.
+    pub(super) fn new() -> Self {
+        Self {
+            cancel: Arc::new(AtomicBool::new(false)),
+            progress: Arc::new(AtomicU32::new(0)),
+        }
+    }
+
+    /// Asks the job to stop.
+    pub(super) fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Progress in per mille (0 … 1000).
+    pub(super) fn progress_per_mille(&self) -> u32 {
+        self.progress.load(Ordering::Relaxed)
+    }
+
     /// Whether a newer job (or shutdown) asked this one to stop.
     pub fn cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
@@ -30,157 +50,6 @@ impl Job {
     /// Reports progress in per mille (0 … 1000).
     pub fn set_progress(&self, per_mille: u32) {
         self.progress.store(per_mille.min(1000), Ordering::Relaxed);
-    }
-}
-
-struct Inbox<Req> {
-    pending: Option<Req>,
-    shutdown: bool,
-}
-
-/// A background thread running `f` on the most recently submitted request.
-pub struct Worker<Req, Resp> {
-    inbox: Arc<(Mutex<Inbox<Req>>, Condvar)>,
-    results: mpsc::Receiver<Resp>,
-    current: Arc<Mutex<Job>>,
-    busy: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
-    /// Spawns the thread `name`; `f` turns a request into a response (or `None` when cancelled).
-    pub fn spawn(
-        name: &str,
-        repaint: Option<egui::Context>,
-        mut f: impl FnMut(Req, &Job) -> Option<Resp> + Send + 'static,
-    ) -> Self {
-        let inbox = Arc::new((
-            Mutex::new(Inbox {
-                pending: None,
-                shutdown: false,
-            }),
-            Condvar::new(),
-        ));
-        let (tx, results) = mpsc::channel();
-        let current = Arc::new(Mutex::new(Job {
-            cancel: Arc::new(AtomicBool::new(false)),
-            progress: Arc::new(AtomicU32::new(0)),
-        }));
-        let busy = Arc::new(AtomicBool::new(false));
-        let (inbox2, current2, busy2) = (inbox.clone(), current.clone(), busy.clone());
-        let handle = std::thread::Builder::new()
-            .name(name.to_string())
-            .spawn(move || loop {
-                let req = {
-                    let (lock, cv) = &*inbox2;
-                    let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-                    loop {
-                        if guard.shutdown {
-                            return;
-                        }
-                        if let Some(r) = guard.pending.take() {
-                            break r;
-                        }
-                        guard = cv.wait(guard).unwrap_or_else(|e| e.into_inner());
-                    }
-                };
-                let job = current2.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                let out = f(req, &job);
-                // Deliver first, then report idle: whoever sees `busy() == false` finds the
-                // result in the channel. A newer job may already be pending; `busy` stays true
-                // until the inbox is empty.
-                if let Some(out) = out {
-                    if tx.send(out).is_err() {
-                        return;
-                    }
-                }
-                {
-                    let guard = inbox2.0.lock().unwrap_or_else(|e| e.into_inner());
-                    if guard.pending.is_none() {
-                        busy2.store(false, Ordering::Relaxed);
-                    }
-                }
-                if let Some(ctx) = &repaint {
-                    ctx.request_repaint();
-                }
-            })
-            .ok();
-        Self {
-            inbox,
-            results,
-            current,
-            busy,
-            handle,
-        }
-    }
-
-    /// Queues `req`, cancelling the running job and dropping any job not started yet.
-    pub fn submit(&self, req: Req) {
-        {
-            let mut cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-            cur.cancel.store(true, Ordering::Relaxed);
-            *cur = Job {
-                cancel: Arc::new(AtomicBool::new(false)),
-                progress: Arc::new(AtomicU32::new(0)),
-            };
-        }
-        let (lock, cv) = &*self.inbox;
-        {
-            let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            guard.pending = Some(req);
-            self.busy.store(true, Ordering::Relaxed);
-        }
-        cv.notify_one();
-    }
-
-    /// Cancels the running job and drops any waiting one.
-    pub fn cancel(&self) {
-        self.inbox
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pending = None;
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .cancel
-            .store(true, Ordering::Relaxed);
-        self.busy.store(false, Ordering::Relaxed);
-    }
-
-    /// The newest finished result, if any (older ones are dropped).
-    pub fn poll(&self) -> Option<Resp> {
-        self.results.try_iter().last()
-    }
-
-    /// Whether a job is running or waiting.
-    pub fn busy(&self) -> bool {
-        self.busy.load(Ordering::Relaxed)
-    }
-
-    /// Progress of the current job, 0 … 1.
-    pub fn progress(&self) -> f32 {
-        let cur = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        cur.progress.load(Ordering::Relaxed) as f32 / 1000.0
-    }
-
-    /// Whether the thread could be started.
-    pub fn is_alive(&self) -> bool {
-        self.handle.as_ref().is_some_and(|h| !h.is_finished())
-    }
-}
-
-impl<Req, Resp> Drop for Worker<Req, Resp> {
-    fn drop(&mut self) {
-        if let Ok(mut g) = self.inbox.0.lock() {
-            g.shutdown = true;
-            g.pending = None;
-        }
-        self.inbox.1.notify_all();
-        if let Ok(cur) = self.current.lock() {
-            cur.cancel.store(true, Ordering::Relaxed);
-        }
-        // Do not join: a long job must not freeze the window on close; it sees the cancel flag.
     }
 }
 

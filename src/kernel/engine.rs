@@ -35,6 +35,8 @@ pub(crate) const LOG2_E: f32 = std::f32::consts::LOG2_E;
 /// Fused or plain multiply-add, chosen per instruction set.
 pub(crate) trait Arith: Copy {
     /// Whether the explicit AVX-512 micro-kernels (`avx512.rs`) may be used.
+    // Off x86_64 (the web build) only the portable `Plain` path exists.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     const AVX512: bool = false;
     /// `a · b + c`.
     fn fma(a: f32, b: f32, c: f32) -> f32;
@@ -42,6 +44,7 @@ pub(crate) trait Arith: Copy {
 
 /// The AVX-512 path: explicit intrinsics micro-kernels, fused multiply-add elsewhere.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Avx512;
 
 impl Arith for Avx512 {
@@ -54,6 +57,7 @@ impl Arith for Avx512 {
 
 /// Fused multiply-add (only used inside functions compiled with the `fma` feature).
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub(crate) struct Fused;
 
 impl Arith for Fused {
