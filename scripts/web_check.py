@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""Opens the web build of attnscope in headless Chromium and checks it (scripts/test-web.sh).
+
+Drives Chromium through the DevTools protocol over --remote-debugging-pipe (file
+descriptors 3 and 4, NUL-separated JSON), so it needs nothing beyond the Python standard
+library. Checks, on the page served at URL:
+
+1. the app paints within FIRST_PAINT_LIMIT_S (the loading message is gone and the seed's
+   masks are on screen);
+2. the atrous and local maps of the seed (n = 64, k = 4, w = 3) show the right cells: each
+   map is found by its colours and sampled at the centres of 1344 cells;
+3. a key press changes the view ("]": stride 4 -> 5 moves the atrous diagonals);
+   Ctrl+S downloads the mask as a 256 x 256 mask.png (saves are downloads in a browser);
+4. the masks at n = 4096 redraw after a stride change (timed from the key press to the
+   first screenshot that differs, an upper bound of the redraw time);
+5. nothing panicked: no console error or uncaught exception.
+
+Prints the measured times; exits 1 when a check fails. Writes the first screenshot to
+SCREENSHOT when given.
+"""
+
+import base64
+import fcntl
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+FIRST_PAINT_LIMIT_S = 10.0
+WIDTH, HEIGHT = 1500, 940
+# The colours of the Masks view (src/app/compute.rs): cells allowed by the atrous stride
+# only, by the local window only, and by both.
+ATROUS = (242, 142, 43)
+LOCAL = (78, 154, 232)
+BOTH = (235, 70, 150)
+
+
+CLASSIFY_JS = """
+(async () => {
+  const img = new Image();
+  img.src = "data:image/png;base64,%s";
+  await img.decode();
+  const c = new OffscreenCanvas(img.width, img.height);
+  const g = c.getContext("2d");
+  g.drawImage(img, 0, 0);
+  const d = g.getImageData(0, 0, img.width, img.height).data;
+  const classes = %s;
+  const out = new Array(img.height);
+  for (let y = 0; y < img.height; y++) {
+    let row = "";
+    for (let x = 0; x < img.width; x++) {
+      const i = 4 * (y * img.width + x);
+      let ch = ".";
+      for (const [name, [r, gr, b]] of classes) {
+        if (Math.abs(d[i] - r) <= 24 && Math.abs(d[i + 1] - gr) <= 24 && Math.abs(d[i + 2] - b) <= 24) {
+          ch = name;
+          break;
+        }
+      }
+      row += ch;
+    }
+    out[y] = row;
+  }
+  return out;
+})()
+"""
+
+
+class Image:
+    """A screenshot as rows of one letter per pixel: "a" atrous orange, "l" local blue,
+    "m" both (magenta), "." anything else; decoded by the browser itself (no image library
+    needed here)."""
+
+    def __init__(self, browser, png):
+        self.png = png
+        classes = [["a", ATROUS], ["l", LOCAL], ["m", BOTH]]
+        expr = CLASSIFY_JS % (base64.b64encode(png).decode(), json.dumps(classes))
+        r = browser.call("Runtime.evaluate", expression=expr, returnByValue=True, awaitPromise=True)
+        self.rows = r["result"]["value"]
+        self.h, self.w = len(self.rows), len(self.rows[0])
+
+    def at(self, x, y):
+        return self.rows[y][x]
+
+
+def find_maps(img):
+    """The mask maps on screen, left to right, as (x, y, height, width) boxes around their
+    coloured cells (columns with coloured pixels, split where a gap of 12 px or more opens)."""
+    cols = [0] * img.w
+    for y in range(0, img.h, 2):
+        row = img.rows[y]
+        if row.count(".") == img.w:
+            continue
+        for x, ch in enumerate(row):
+            if ch != ".":
+                cols[x] += 1
+    spans, x = [], 0
+    while x < img.w:
+        if cols[x] >= 8:
+            start = x
+            while x < img.w and any(c >= 8 for c in cols[x : x + 12]):
+                x += 1
+            spans.append((start, x))
+        x += 1
+    maps = []
+    for x0, x1 in spans:
+        ys = [y for y in range(img.h) if img.rows[y][x0:x1].strip(".")]
+        if ys:
+            x_lo = min(len(img.rows[y][x0:x1]) - len(img.rows[y][x0:x1].lstrip(".")) for y in ys)
+            x_hi = max(len(img.rows[y][x0:x1].rstrip(".")) for y in ys)
+            maps.append((x0 + x_lo, ys[0], ys[-1] - ys[0] + 1, x_hi - x_lo))
+    return [m for m in maps if m[2] >= 64 and m[3] >= 64]
+
+
+class Browser:
+    def __init__(self, exe):
+        r3, w3 = os.pipe()  # we write, Chromium reads fd 3
+        r4, w4 = os.pipe()  # Chromium writes fd 4, we read
+        flags = [
+            "--headless",
+            "--remote-debugging-pipe",
+            "--use-angle=swiftshader",
+            "--enable-unsafe-swiftshader",
+            "--no-sandbox",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--disable-dev-shm-usage",
+            f"--window-size={WIDTH},{HEIGHT}",
+            "about:blank",
+        ]
+
+        def fds():
+            # Chromium reads commands on fd 3 and writes replies on fd 4; move the pipe ends
+            # out of the way first so that neither overwrites the other.
+            high_r, high_w = fcntl.fcntl(r3, fcntl.F_DUPFD, 10), fcntl.fcntl(w4, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+
+        self.proc = subprocess.Popen(
+            [exe] + flags,
+            preexec_fn=fds,
+            pass_fds=(3, 4),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        os.close(r3)
+        os.close(w4)
+        self.out = os.fdopen(w3, "wb", buffering=0)
+        self.inp = os.fdopen(r4, "rb", buffering=0)
+        self.buf = b""
+        self.next_id = 0
+        self.events = []
+        self.session = None
+
+    def _read(self):
+        while b"\0" not in self.buf:
+            chunk = self.inp.read(1 << 16)
+            if not chunk:
+                raise RuntimeError("Chromium closed the DevTools pipe")
+            self.buf += chunk
+        msg, self.buf = self.buf.split(b"\0", 1)
+        return json.loads(msg)
+
+    def call(self, method, session=True, **params):
+        self.next_id += 1
+        msg = {"id": self.next_id, "method": method, "params": params}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        self.out.write(json.dumps(msg).encode() + b"\0")
+        while True:
+            m = self._read()
+            if m.get("id") == self.next_id:
+                if "error" in m:
+                    raise RuntimeError(f"{method}: {m['error']}")
+                return m.get("result", {})
+            self.events.append(m)
+
+    def eval(self, expr):
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        return r.get("result", {}).get("value")
+
+    def screenshot(self, clip=None):
+        params = {"format": "png"}
+        if clip:
+            x, y, w, h = clip
+            params["clip"] = {"x": x, "y": y, "width": w, "height": h, "scale": 1}
+        data = self.call("Page.captureScreenshot", **params)["data"]
+        return base64.b64decode(data)
+
+    def key(self, key, code, text, modifiers=0):
+        for kind in ("keyDown", "keyUp"):
+            params = {"type": kind, "key": key, "code": code, "modifiers": modifiers}
+            if kind == "keyDown" and text:
+                params["text"] = text
+            self.call("Input.dispatchKeyEvent", **params)
+
+    def problems(self):
+        """Console errors, uncaught exceptions and panics seen so far."""
+        found = []
+        for m in self.events:
+            method, p = m.get("method"), m.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                found.append(json.dumps(p.get("exceptionDetails", {}))[:400])
+            elif method == "Runtime.consoleAPICalled":
+                text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+                if p.get("type") == "error" or "panicked" in text:
+                    found.append(text[:400])
+            elif method == "Log.entryAdded":
+                e = p.get("entry", {})
+                if e.get("level") == "error" and "favicon" not in e.get("url", "") + e.get("text", ""):
+                    found.append(e.get("text", "")[:400])
+        return found
+
+    def close(self):
+        try:
+            self.call("Browser.close", session=False)
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def check_seed_maps(img, stride, failures, what):
+    """The atrous and local maps of n = 64, w = 3 at `stride`, sampled at cell centres."""
+    maps = find_maps(img)
+    if len(maps) < 2:
+        failures.append(f"{what}: found {len(maps)} mask maps on screen, expected at least 2")
+        return None
+    wrong = []
+    for (x, y, h, w), colour, allowed in (
+        # SPEC section 1 (not causal): atrous |i - j| mod k == 0; local |i - j| <= w.
+        (maps[0], "a", lambda i, j: abs(i - j) % stride == 0),
+        (maps[1], "l", lambda i, j: abs(i - j) <= 3),
+    ):
+        bad = 0
+        for i in range(0, 64, 3):
+            for j in range(64):
+                px = img.at(int(x + (j + 0.5) * w / 64.0), int(y + (i + 0.5) * h / 64.0))
+                bad += (px == colour) != allowed(i, j)
+        if bad:
+            wrong.append(f"{bad} cells of the {'atrous' if colour == 'a' else 'local'} map")
+    if wrong:
+        failures.append(f"{what}: wrong colour at " + ", ".join(wrong) + " (of 1344 sampled each)")
+    return maps
+
+
+def main():
+    url, exe = sys.argv[1], sys.argv[2]
+    shot_path = sys.argv[3] if len(sys.argv) > 3 else None
+    failures = []
+    downloads = tempfile.mkdtemp(prefix="attnscope-web-")
+    b = Browser(exe)
+    try:
+        b.call("Browser.setDownloadBehavior", session=False, behavior="allow", downloadPath=downloads)
+        target = b.call("Target.createTarget", session=False, url="about:blank")["targetId"]
+        b.session = b.call("Target.attachToTarget", session=False, targetId=target, flatten=True)["sessionId"]
+        for m in ("Runtime.enable", "Log.enable", "Page.enable"):
+            b.call(m)
+        b.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
+        # Long tasks (> 50 ms on the page's thread), to report how long the page was held.
+        b.call(
+            "Page.addScriptToEvaluateOnNewDocument",
+            source="window.__long = []; new PerformanceObserver((l) => l.getEntries().forEach("
+            "(e) => window.__long.push(Math.round(e.duration)))).observe({type: 'longtask', buffered: true});",
+        )
+        t0 = time.monotonic()
+        b.call("Page.navigate", url=url)
+        first_paint = None
+        img = None
+        while time.monotonic() - t0 < 60:
+            if b.eval("document.getElementById('attnscope_loading') === null"):
+                png = b.screenshot()
+                img = Image(b, png)
+                if find_maps(img):
+                    first_paint = time.monotonic() - t0
+                    break
+            time.sleep(0.05)
+        if first_paint is None:
+            failures.append("the app did not paint the masks within 60 s")
+            if shot_path:
+                with open(shot_path, "wb") as f:
+                    f.write(b.screenshot())
+            text = b.eval("(document.getElementById('attnscope_loading') || {}).textContent")
+            if text:
+                failures.append(f"page says: {text}")
+        else:
+            print(f"first paint (navigate -> masks on screen): {first_paint:.2f} s")
+            if first_paint > FIRST_PAINT_LIMIT_S:
+                failures.append(f"first paint took {first_paint:.1f} s, more than {FIRST_PAINT_LIMIT_S} s")
+            if shot_path:
+                with open(shot_path, "wb") as f:
+                    f.write(png)
+            maps = check_seed_maps(img, 4, failures, "seed masks (k = 4)")
+            if maps:
+                print(f"maps found at {[(x, y, w) for x, y, _, w in maps]} (x, y, width in px)")
+                # A small corner of the atrous map: quick to capture while timing the redraw.
+                atrous_clip = (maps[0][0], maps[0][1], 48, 48)
+            else:
+                atrous_clip = None
+            # Interaction: "]" raises the stride to 5; the atrous map must follow.
+            b.call("Runtime.evaluate", expression="document.getElementById('attnscope_canvas').focus()")
+            b.key("]", "BracketRight", "]")
+            t1 = time.monotonic()
+            changed = False
+            while time.monotonic() - t1 < 10:
+                shot = b.screenshot()
+                if shot != png:
+                    time.sleep(0.3)
+                    after = Image(b, b.screenshot())
+                    changed = True
+                    break
+                time.sleep(0.05)
+            if not changed:
+                failures.append("the key ']' did not change the view")
+            else:
+                check_seed_maps(after, 5, failures, "after ']' (k = 5)")
+            # An export is a browser download: Ctrl+S saves the selected mask (sparse, n = 64,
+            # 4 px per cell) as mask.png.
+            b.key("s", "KeyS", "", modifiers=2)
+            saved = os.path.join(downloads, "mask.png")
+            for _ in range(100):
+                if os.path.exists(saved):
+                    break
+                time.sleep(0.1)
+            if not os.path.exists(saved):
+                failures.append("Ctrl+S did not download mask.png")
+            else:
+                time.sleep(0.3)
+                with open(saved, "rb") as f:
+                    head = f.read(24)
+                size = struct.unpack(">II", head[16:24]) if head[:8] == b"\x89PNG\r\n\x1a\n" else None
+                if size != (256, 256):
+                    failures.append(f"the downloaded mask.png is not a 256 x 256 PNG ({head[:24]!r})")
+                else:
+                    print("Ctrl+S downloaded mask.png (256 x 256)")
+            b.eval("window.__long = []")
+            # Redraw at n = 4096: PageUp doubles n (64 -> 4096 in six presses), then time "]".
+            # One press per frame: egui takes one PageUp per frame.
+            for _ in range(6):
+                b.key("PageUp", "PageUp", "")
+                time.sleep(0.5)
+            time.sleep(3.0)
+            before = b.screenshot(atrous_clip)
+            b.key("]", "BracketRight", "]")
+            t2 = time.monotonic()
+            redraw = None
+            while time.monotonic() - t2 < 10:
+                if b.screenshot(atrous_clip) != before:
+                    redraw = time.monotonic() - t2
+                    break
+            if shot_path:
+                time.sleep(1.0)
+                with open(shot_path.replace(".png", "-4096.png"), "wb") as f:
+                    f.write(b.screenshot())
+            if redraw is None:
+                failures.append("the masks at n = 4096 did not redraw within 10 s of ']'")
+            else:
+                print(f"masks at n = 4096 redrawn after a stride change within {redraw * 1000:.0f} ms "
+                      f"(key press -> first differing screenshot)")
+        time.sleep(0.5)
+        long_ms = b.eval("JSON.stringify(window.__long || [])")
+        print(f"long tasks at n = 4096 (ms, > 50 ms each; growing n, the stride change): {long_ms}")
+        b.call("Runtime.evaluate", expression="0")  # collect late console events
+        problems = b.problems()
+        if problems:
+            failures.append("console errors / panics: " + " | ".join(problems[:5]))
+    finally:
+        b.close()
+        shutil.rmtree(downloads, ignore_errors=True)
+    for f in failures:
+        print(f"FAIL: {f}")
+    if failures:
+        sys.exit(1)
+    print("web check passed")
+
+
+if __name__ == "__main__":
+    main()
