@@ -96,7 +96,7 @@ fn compute(
         Ok(p) => p,
         Err(e) => return Some(Err(e.to_string())),
     };
-    let max_n = MAX_WEIGHTS_N.min(super::platform::ATTENTION_MAX_N);
+    let max_n = super::platform::ATTENTION_MAX_N;
     if p.n() > max_n {
         let why = if super::platform::IN_BROWSER {
             format!(

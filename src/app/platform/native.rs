@@ -21,8 +21,8 @@ pub const SWEEP_RUN_BUDGET_MS: f64 = 4000.0;
 /// The Scaling view's default largest n.
 pub const SWEEP_DEFAULT_TO_N: usize = 8192;
 
-/// Largest n of the Attention view (no limit beyond the kernel's own `MAX_WEIGHTS_N`).
-pub const ATTENTION_MAX_N: usize = usize::MAX;
+/// Largest n of the Attention view (the kernel's own limit for the n × n weights).
+pub const ATTENTION_MAX_N: usize = crate::kernel::MAX_WEIGHTS_N;
 
 /// Threads the kernels may use: the machine's available parallelism (1 if unknown).
 pub fn max_threads() -> usize {
