@@ -286,6 +286,8 @@ pub struct AttnApp {
     export: export::ExportPanel,
     masks_worker: worker::Worker<MaskJob, MaskResult>,
     last_job: Option<MaskJob>,
+    /// When the settings last asked for new masks (for the latency reported once they show).
+    masks_asked: Option<web_time::Instant>,
     applied_theme: Option<ThemeChoice>,
     help_open: bool,
 }
@@ -341,6 +343,7 @@ impl AttnApp {
             export: export::ExportPanel::new(ctx),
             masks_worker,
             last_job: None,
+            masks_asked: None,
             applied_theme: None,
             help_open: false,
         }
@@ -522,8 +525,14 @@ impl eframe::App for AttnApp {
         if self.last_job.as_ref() != Some(&job) {
             self.masks_worker.submit(job.clone());
             self.last_job = Some(job);
+            self.masks_asked = Some(web_time::Instant::now());
         }
         if let Some(r) = self.masks_worker.poll() {
+            if self.last_job.as_ref() == Some(&r.job) {
+                if let Some(t) = self.masks_asked.take() {
+                    platform::masks_shown(r.elapsed_ms, t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
             self.shared.masks = Some(Arc::new(r));
         }
         self.shared.masks_busy = self

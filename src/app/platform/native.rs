@@ -93,6 +93,10 @@ pub fn picker(notice: Notice) -> FilePicker {
     })
 }
 
+/// Notes that new masks reach the screen this frame, computed in `compute_ms`, `latency_ms`
+/// after the settings changed (the browser logs it; the status bar shows the compute time).
+pub fn masks_shown(_compute_ms: f64, _latency_ms: f64) {}
+
 /// Hands finished files to the user; on the desktop they are already on disk.
 pub fn deliver_files(_shared: &mut crate::app::Shared) {}
 

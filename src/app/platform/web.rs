@@ -282,6 +282,14 @@ fn order_qkv(mut files: Vec<(String, Vec<u8>)>) -> Result<Vec<(String, Vec<u8>)>
     Ok(by_name)
 }
 
+/// Notes that new masks reach the screen this frame, computed in `compute_ms`, `latency_ms`
+/// after the settings changed: logged to the browser console (`scripts/test-web.sh` reads it).
+pub fn masks_shown(compute_ms: f64, latency_ms: f64) {
+    web_sys::console::log_1(&JsValue::from_str(&format!(
+        "attnscope: masks on screen {latency_ms:.0} ms after the settings changed (computed in {compute_ms:.0} ms)"
+    )));
+}
+
 /// Hands finished files to the user (saves become downloads) and loads Q, K, V the file
 /// chooser delivered; call once per frame.
 pub fn deliver_files(shared: &mut Shared) {
