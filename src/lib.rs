@@ -23,6 +23,7 @@
 // now that the MSRV is 1.89 for the AVX-512 intrinsics) would hide the formula.
 #![allow(clippy::manual_is_multiple_of)]
 
+pub mod analysis;
 pub mod app;
 pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]

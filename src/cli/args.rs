@@ -224,6 +224,29 @@ impl OptionalPatternArgs {
         p
     }
 
+    /// The pattern these flags give at sequence length `n`, taken from the data (`--pattern`
+    /// defaults to dense), and the block size for block kernels. A `--n` given must equal `n`;
+    /// `source` says where `n` comes from, e.g. `Q, which has n = 150 rows`.
+    pub fn build_at(&self, n: usize, source: &str) -> Result<(Pattern, usize), CliError> {
+        if let Some(given) = self.n {
+            if given != n {
+                return Err(CliError::Usage(format!(
+                    "--n {given} does not match {source}; omit --n or give {n}"
+                )));
+            }
+        }
+        let base = PatternParams::new(PatternKind::Dense, n);
+        let params = self.params_over(&base);
+        let block = params.block;
+        if block == 0 || block > crate::pattern::MAX_BLOCK {
+            return Err(CliError::Usage(format!(
+                "--block {block} is out of range: expected an integer from 1 to {}",
+                crate::pattern::MAX_BLOCK
+            )));
+        }
+        Ok((params.build()?, block))
+    }
+
     /// Checks the flags that were given (a pattern with missing parameters takes the
     /// app's defaults, so only values given are checked here).
     pub fn validate(&self) -> Result<(), CliError> {

@@ -6,6 +6,7 @@
 mod args;
 mod bench;
 mod export;
+mod model;
 mod reach;
 mod run;
 mod signals;
@@ -41,6 +42,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Time the kernels on a pattern: median/min ms, GFLOP/s, speedup, error.
     Bench(bench::BenchArgs),
+    /// A real model's attention under a pattern: info, tokens, qkv, mass, quality, next.
+    Model(model::ModelArgs),
 }
 
 /// Arguments of `attnscope gui`.
@@ -161,6 +164,7 @@ where
         Some(Command::Reach(a)) => reach::run(a),
         Some(Command::Run(a)) => run::run(a),
         Some(Command::Bench(a)) => bench::run(a),
+        Some(Command::Model(a)) => model::run(a),
     };
     Outcome::Exit(finish(result))
 }

@@ -5,7 +5,6 @@ use super::CliError;
 use crate::export::{npy_header, AtomicFile};
 use crate::inputs::load_qkv;
 use crate::kernel::{run_kernel, KernelKind};
-use crate::pattern::{PatternKind, PatternParams};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -73,23 +72,9 @@ pub fn run(a: RunArgs) -> Result<(), CliError> {
         }
     })?;
     let (n, d) = qkv.q.dim();
-    if let Some(given) = a.pattern.n {
-        if given != n {
-            return Err(CliError::Usage(format!(
-                "--n {given} does not match Q, which has n = {n} rows; omit --n or give {n}"
-            )));
-        }
-    }
-    let base = PatternParams::new(PatternKind::Dense, n);
-    let params = a.pattern.params_over(&base);
-    let block = params.block;
-    if block == 0 || block > crate::pattern::MAX_BLOCK {
-        return Err(CliError::Usage(format!(
-            "--block {block} is out of range: expected an integer from 1 to {}",
-            crate::pattern::MAX_BLOCK
-        )));
-    }
-    let p = params.build()?;
+    let (p, block) = a
+        .pattern
+        .build_at(n, &format!("Q, which has n = {n} rows"))?;
     let out = run_kernel(a.kernel, &p, &qkv, a.scale, block)?;
     output.commit(|w| {
         w.write_all(&npy_header("<f4", &[n, d]))?;

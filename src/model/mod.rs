@@ -9,12 +9,18 @@
 //! Both implement [`Model`]. Activations stay float32; the attention of every layer runs
 //! through attnscope's own kernels (`crate::kernel`), dense or restricted to a pattern.
 
+mod bert;
 pub mod gguf;
 pub mod linalg;
 pub mod llama;
 
-use crate::pattern::Pattern;
-use ndarray::{Array2, ArrayView3};
+pub use bert::Bert;
+
+use crate::inputs::Qkv;
+use crate::kernel::{run_kernel, KernelKind};
+use crate::pattern::{Pattern, PatternKind, PatternParams, DEFAULT_BLOCK};
+use ndarray::{s, Array2, ArrayView3};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Which architecture a model file holds.
@@ -168,14 +174,84 @@ pub enum ModelError {
 /// Loads the model at `path`: a `.gguf` file (llama) or a folder with `config.json`,
 /// `model.safetensors` and `tokenizer.json` (BERT).
 pub fn load(path: &Path) -> Result<Box<dyn Model>, ModelError> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        || path.is_file()
-    {
-        return Ok(Box::new(llama::Llama::load(path)?));
+    let meta = std::fs::metadata(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if meta.is_dir() {
+        return Ok(Box::new(Bert::load(path)?));
     }
-    Err(ModelError::Input("model loading is not built yet".into()))
+    Ok(Box::new(llama::Llama::load(path)?))
+}
+
+/// The kernel a forward pass runs for pattern `p`: `dense` when `p` allows every pair,
+/// else `permuted` where it applies (bands and residue classes), else `block`.
+pub fn attention_kernel(p: &Pattern) -> KernelKind {
+    let n = p.n() as u64;
+    if p.nnz() == n * n {
+        KernelKind::Dense
+    } else if KernelKind::Permuted.supports(p) {
+        KernelKind::Permuted
+    } else {
+        KernelKind::Block
+    }
+}
+
+/// Full attention over `n` tokens as a pattern: dense, intersected with `j ≤ i` when `causal`.
+pub fn dense_pattern(n: usize, causal: bool) -> Result<Pattern, ModelError> {
+    PatternParams::new(PatternKind::Dense, n)
+        .causal(causal)
+        .build()
+        .map_err(|e| ModelError::Input(e.to_string()))
+}
+
+/// Attention of every query head through attnscope's kernels: `q` is `(heads, n, head_dim)`,
+/// `k` and `v` are `(kv_heads, n, head_dim)` (query head `h` reads KV head
+/// `h / (heads / kv_heads)`), `pattern` restricts every head (`None`: dense, causal when
+/// `causal`). Returns `(n, heads · head_dim)`, head `h` in columns `h · head_dim ..`.
+pub fn attend_heads(
+    q: ArrayView3<'_, f32>,
+    k: ArrayView3<'_, f32>,
+    v: ArrayView3<'_, f32>,
+    pattern: Option<&Pattern>,
+    causal: bool,
+) -> Result<Array2<f32>, ModelError> {
+    let (heads, n, hd) = q.dim();
+    let kv_heads = k.dim().0;
+    if kv_heads == 0 || heads % kv_heads != 0 || k.dim() != v.dim() || k.dim().1 != n {
+        return Err(ModelError::Input(format!(
+            "attention inputs disagree: q {:?}, k {:?}, v {:?}",
+            q.dim(),
+            k.dim(),
+            v.dim()
+        )));
+    }
+    let dense;
+    let p = match pattern {
+        Some(p) => p,
+        None => {
+            dense = dense_pattern(n, causal)?;
+            &dense
+        }
+    };
+    let kind = attention_kernel(p);
+    let group = heads / kv_heads;
+    let outs = (0..heads)
+        .into_par_iter()
+        .map(|h| {
+            let qkv = Qkv {
+                q: q.index_axis(ndarray::Axis(0), h).to_owned(),
+                k: k.index_axis(ndarray::Axis(0), h / group).to_owned(),
+                v: v.index_axis(ndarray::Axis(0), h / group).to_owned(),
+            };
+            run_kernel(kind, p, &qkv, None, DEFAULT_BLOCK)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ctx = Array2::<f32>::zeros((n, heads * hd));
+    for (h, o) in outs.iter().enumerate() {
+        ctx.slice_mut(s![.., h * hd..(h + 1) * hd]).assign(o);
+    }
+    Ok(ctx)
 }
 
 /// File name of the SmolLM2 decoder inside a models folder.

@@ -50,3 +50,18 @@ pub fn assert_error_line(out: &Output, code: i32, needle: &str, what: impl Debug
 pub fn usage_error(args: &[&str], needle: &str) -> String {
     assert_error_line(&attnscope(args), 2, needle, args)
 }
+
+/// The path of model `name` (a file or folder in `attnscope::model::model_dirs()`), or `None`
+/// with a note on stderr when it is absent. Under `CI=true` an absent model fails the test:
+/// CI fetches the models with `scripts/get-models.sh`, so a missing one is never a silent pass.
+pub fn model_path(name: &str) -> Option<std::path::PathBuf> {
+    if let Some(p) = attnscope::model::find(name) {
+        return Some(p);
+    }
+    let dirs = attnscope::model::model_dirs();
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("model {name} not found in {dirs:?} under CI=true: run scripts/get-models.sh");
+    }
+    eprintln!("skipped: model {name} not found in {dirs:?} (run scripts/get-models.sh)");
+    None
+}
