@@ -25,7 +25,7 @@ import time
 
 
 def allowed(kind, i, j, k, w, causal):
-    """The SPEC section 1 rules for the patterns this script supports (tensors i, j)."""
+    """The docs/contract.md section 1 rules for the patterns this script supports (tensors i, j)."""
     dist = (i - j).abs()
     if kind == "dense":
         m = dist >= 0

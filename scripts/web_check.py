@@ -245,7 +245,7 @@ def check_seed_maps(img, stride, failures, what):
         return None
     wrong = []
     for (x, y, h, w), colour, allowed in (
-        # SPEC section 1 (not causal): atrous |i - j| mod k == 0; local |i - j| <= w.
+        # docs/contract.md section 1 (not causal): atrous |i - j| mod k == 0; local |i - j| <= w.
         (maps[0], "a", lambda i, j: abs(i - j) % stride == 0),
         (maps[1], "l", lambda i, j: abs(i - j) <= 3),
     ):

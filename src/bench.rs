@@ -1,7 +1,7 @@
 //! The timing harness shared by the desktop app and `attnscope bench`.
 //!
 //! For each kernel: warm-up runs, then `repeats` timed runs on a rayon pool of the requested
-//! thread count; median and minimum wall time, useful FLOPs (`4·d·nnz`, SPEC §2) and executed
+//! thread count; median and minimum wall time, useful FLOPs (`4·d·nnz`, docs/contract.md §2) and executed
 //! FLOPs (`4·d·cells computed`), useful GFLOP/s, speedup over our dense kernel, and the normwise
 //! relative error against the f64 reference on a sample of query rows
 //! ([`ERROR_SAMPLE_ROWS`] rows spread evenly over the sequence, so checking stays O(sample · n · d)
@@ -118,7 +118,7 @@ pub struct BenchReport {
     pub n: usize,
     /// Head dimension.
     pub d: usize,
-    /// Pattern name as on the command line, e.g. `sparse` (SPEC section 4).
+    /// Pattern name as on the command line, e.g. `sparse` (docs/contract.md section 4).
     pub pattern: String,
     /// Pattern with its parameters, e.g. `sparse(k=64, w=32)`.
     pub label: String,

@@ -19,7 +19,7 @@
 //! # Ok::<(), attnscope::pattern::PatternError>(())
 //! ```
 
-// `a % k == 0` reads like the SPEC's "mod" rules; `is_multiple_of` (stable since 1.87, linted
+// `a % k == 0` reads like the contract's "mod" rules (docs/contract.md); `is_multiple_of` (stable since 1.87, linted
 // now that the MSRV is 1.89 for the AVX-512 intrinsics) would hide the formula.
 #![allow(clippy::manual_is_multiple_of)]
 

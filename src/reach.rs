@@ -177,7 +177,7 @@ impl ReachOptions {
     }
 }
 
-/// Reachability after one number of stacked layers (SPEC section 4, `reach --json`).
+/// Reachability after one number of stacked layers (docs/contract.md section 4, `reach --json`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ReachLayer {
     /// Number of stacked layers l (1-based).

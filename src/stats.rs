@@ -1,4 +1,4 @@
-//! The numbers of a pattern that the app shows and `attnscope stats` prints (SPEC section 2).
+//! The numbers of a pattern that the app shows and `attnscope stats` prints (docs/contract.md section 2).
 
 use crate::pattern::{BlockStats, Pattern, PatternError};
 

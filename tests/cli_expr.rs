@@ -1,4 +1,4 @@
-//! Pattern expressions on the command line (SPEC section 5).
+//! Pattern expressions on the command line (docs/contract.md section 5).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -22,7 +22,7 @@ fn json(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn stats_of_an_expression_counts_exactly_and_labels_canonically() {
-    // SPEC example: local(w=32) | atrous(k=64) is sparse(k=64, w=32).
+    // docs/contract.md example: local(w=32) | atrous(k=64) is sparse(k=64, w=32).
     let v = json(&[
         "stats",
         "--pattern",

@@ -1,4 +1,4 @@
-//! `attnscope model …` (SPEC section 6) through the real binary: the JSON keys, the exported
+//! `attnscope model …` (docs/contract.md section 6) through the real binary: the JSON keys, the exported
 //! head against `attnscope run`, and the `error:` line with exit 2 for bad input.
 
 use attnscope::analysis::{self, Silent};

@@ -91,7 +91,7 @@ fn pass(
 }
 
 /// The pattern a model's attention runs with: `p` itself for an encoder, `p ∩ causal` for a
-/// causal model (SPEC section 6).
+/// causal model (docs/contract.md section 6).
 pub fn for_model(p: &Pattern, info: &ModelInfo) -> Result<Pattern, ModelError> {
     if !info.causal || p.is_causal() {
         return Ok(p.clone());
@@ -115,7 +115,7 @@ fn check(ids: &[u32], p: &Pattern) -> Result<(), ModelError> {
 }
 
 /// Mass kept by pattern `p` for every (layer, head) of the dense forward pass on `ids`
-/// (SPEC section 6, `model mass`). `p` is intersected with causal for a causal model.
+/// (docs/contract.md section 6, `model mass`). `p` is intersected with causal for a causal model.
 pub fn mass_kept(
     model: &dyn Model,
     ids: &[u32],
@@ -216,7 +216,7 @@ pub fn check_head(info: &ModelInfo, layer: usize, head: usize) -> Result<(), Mod
     Ok(())
 }
 
-/// How well the model does with its attention restricted to a pattern (SPEC section 6,
+/// How well the model does with its attention restricted to a pattern (docs/contract.md section 6,
 /// `model quality`): the decoder fields or the encoder field are set.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Quality {

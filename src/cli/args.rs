@@ -1,4 +1,4 @@
-//! Pattern flags shared by every subcommand (SPEC section 4, `PATTERN`).
+//! Pattern flags shared by every subcommand (docs/contract.md section 4, `PATTERN`).
 
 use super::CliError;
 use crate::pattern::{Pattern, PatternKind, PatternParams, DEFAULT_BLOCK};

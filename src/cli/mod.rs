@@ -27,7 +27,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-/// The subcommands of SPEC section 4.
+/// The subcommands of docs/contract.md section 4.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Open the desktop app with these settings.

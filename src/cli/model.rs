@@ -1,4 +1,4 @@
-//! `attnscope model info | tokens | qkv | mass | quality | next` (SPEC section 6): a real
+//! `attnscope model info | tokens | qkv | mass | quality | next` (docs/contract.md section 6): a real
 //! model's attention under a pattern. Raw flags → a loaded model, the token ids and the pattern
 //! at their count → `crate::analysis`.
 

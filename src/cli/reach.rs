@@ -32,7 +32,7 @@ pub struct ReachArgs {
     pub json: bool,
 }
 
-/// The JSON object of `reach --json` (SPEC section 4, plus the full-coverage search).
+/// The JSON object of `reach --json` (docs/contract.md section 4, plus the full-coverage search).
 #[derive(serde::Serialize)]
 struct ReachJson<'a> {
     n: usize,

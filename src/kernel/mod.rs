@@ -157,7 +157,7 @@ pub trait AttentionKernel: Send + Sync {
     /// Which kernel this is.
     fn kind(&self) -> KernelKind;
 
-    /// Score cells this kernel computes for `p` (executed FLOPs = 4 · d · cells, SPEC §2).
+    /// Score cells this kernel computes for `p` (executed FLOPs = 4 · d · cells, docs/contract.md §2).
     fn executed_cells(&self, p: &Pattern) -> Result<u64, KernelError>;
 
     /// `softmax(scale · Q Kᵀ + mask) V` as `(n, d)`; `qkv` is validated and matches `p.n()`,
@@ -238,7 +238,7 @@ pub fn executed_cells(kind: KernelKind, p: &Pattern, block: usize) -> u64 {
     kernel(kind, block).executed_cells(p).unwrap_or(0)
 }
 
-/// Useful FLOPs of one head on `p` (SPEC §2): `4 · d · nnz`.
+/// Useful FLOPs of one head on `p` (docs/contract.md §2): `4 · d · nnz`.
 pub fn flops_useful(p: &Pattern, d: usize) -> u64 {
     4 * d as u64 * p.nnz()
 }

@@ -22,9 +22,8 @@
 use super::gguf::{Gguf, MetaValue};
 use super::linalg::{matmul_t, rms_norm};
 use super::{Arch, Attention, Hooks, Model, ModelError, ModelInfo, Tokens};
-use crate::inputs::Qkv;
-use crate::kernel::{run_kernel, KernelKind};
-use crate::pattern::{Pattern, PatternKind, PatternParams, DEFAULT_BLOCK};
+
+use crate::pattern::{Pattern, PatternKind, PatternParams};
 use ndarray::{s, Array2, Array3, ArrayView2, Axis};
 use rayon::prelude::*;
 use std::path::Path;
@@ -64,16 +63,6 @@ pub struct Llama {
     output: Option<Array2<f32>>,
     layers: Vec<Layer>,
     final_norm: Vec<f32>,
-}
-
-/// The kernel the forward pass runs pattern `p` with: `permuted` where it applies (band and
-/// residue-class patterns, dense causal included), else `block`.
-pub fn kernel_for(p: &Pattern) -> KernelKind {
-    if KernelKind::Permuted.supports(p) {
-        KernelKind::Permuted
-    } else {
-        KernelKind::Block
-    }
 }
 
 impl Llama {
@@ -279,27 +268,8 @@ impl Llama {
         v: &Array3<f32>,
         pattern: &Pattern,
     ) -> Result<Array2<f32>, ModelError> {
-        let (heads, n, d) = q.dim();
-        let group = heads / self.info.kv_heads;
-        let kind = kernel_for(pattern);
         // Heads in parallel (each kernel also splits its query tiles over the pool).
-        let outs = (0..heads)
-            .into_par_iter()
-            .map(|h| {
-                let g = h / group;
-                let qkv = Qkv {
-                    q: q.index_axis(Axis(0), h).to_owned(),
-                    k: k.index_axis(Axis(0), g).to_owned(),
-                    v: v.index_axis(Axis(0), g).to_owned(),
-                };
-                run_kernel(kind, pattern, &qkv, None, DEFAULT_BLOCK)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut out = Array2::zeros((n, heads * d));
-        for (h, o) in outs.iter().enumerate() {
-            out.slice_mut(s![.., h * d..(h + 1) * d]).assign(o);
-        }
-        Ok(out)
+        super::attend_heads(q.view(), k.view(), v.view(), Some(pattern), true)
     }
 }
 
@@ -417,6 +387,7 @@ mod tests {
     //! come from `scripts/reference_llama.py` (the `gguf` package's dequantisation, a BPE and
     //! a NumPy float32 forward written independently of this file).
     use super::*;
+    use crate::inputs::Qkv;
     use crate::kernel::{attention_weights, max_rel_err, reference};
     use crate::model::{find, NoHooks, SMOLLM2_FILE};
     use std::sync::OnceLock;

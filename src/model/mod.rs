@@ -33,7 +33,7 @@ pub enum Arch {
     Bert,
 }
 
-/// The shape of a loaded model (`attnscope model info`, SPEC section 6).
+/// The shape of a loaded model (`attnscope model info`, docs/contract.md section 6).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct ModelInfo {
     /// Architecture.

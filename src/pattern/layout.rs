@@ -100,7 +100,7 @@ pub enum BlockKind {
     Full,
 }
 
-/// Block statistics of a pattern for block size `B` (SPEC section 2).
+/// Block statistics of a pattern for block size `B` (docs/contract.md section 2).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct BlockStats {
     /// Block size B.

@@ -10,7 +10,7 @@
 //!   only on `i − j` (double prefix sums over the distance), O(rows) otherwise,
 //! - [`Pattern::row_keys`] lists the allowed keys of one query in O(row nnz).
 //!
-//! The definitions follow `SPEC.md` section 1 to the letter.
+//! The definitions follow docs/contract.md section 1 to the letter.
 
 mod count;
 pub mod expr;
@@ -35,10 +35,10 @@ use structure::{Atom, BlockTable, Conj, Dnf, Node};
 /// Largest sequence length any pattern accepts (2²⁴ tokens).
 pub const MAX_N: usize = 1 << 24;
 
-/// Default block size of block statistics and block-sparse kernels (SPEC section 2).
+/// Default block size of block statistics and block-sparse kernels (docs/contract.md section 2).
 pub const DEFAULT_BLOCK: usize = 64;
 
-/// The family of an attention pattern (SPEC section 1).
+/// The family of an attention pattern (docs/contract.md section 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PatternKind {
@@ -372,7 +372,7 @@ pub struct Pattern {
 const REDUCED_TABLE_MAX_N: usize = 1 << 20;
 
 impl Pattern {
-    /// Validates `params` (SPEC sections 1 and 5) and prepares the pattern.
+    /// Validates `params` (docs/contract.md sections 1 and 5) and prepares the pattern.
     pub fn new(params: &PatternParams) -> Result<Self, PatternError> {
         let n = params.n;
         if n == 0 || n > MAX_N {

@@ -654,7 +654,7 @@ pub struct BlockTable {
 }
 
 impl BlockTable {
-    /// BigBird's table (SPEC section 1): block row `bi` sees block columns within `wb` of
+    /// BigBird's table (docs/contract.md section 1): block row `bi` sees block columns within `wb` of
     /// `bi`, the first `gb` block rows and columns are global, plus `r` random block columns
     /// per block row drawn from a ChaCha8 RNG seeded with `seed`.
     pub fn bigbird(n: usize, b: usize, wb: u64, gb: u64, r: u64, seed: u64) -> Self {

@@ -1,4 +1,4 @@
-//! Expressions against a brute-force evaluation of SPEC section 5, written straight from the
+//! Expressions against a brute-force evaluation of docs/contract.md section 5, written straight from the
 //! rules (not from the atoms the engine derives).
 
 // Cell-by-cell comparisons read clearest as index loops over the brute-force matrix.
@@ -8,7 +8,7 @@ use super::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// SPEC sections 1 and 5, cell by cell.
+/// docs/contract.md sections 1 and 5, cell by cell.
 fn brute_term(t: &Term, n: usize, i: usize, j: usize) -> bool {
     let v = |k: &str| t.get(k) as i64;
     let (ii, jj) = (i as i64, j as i64);
