@@ -162,6 +162,8 @@ fn picker_to(dir: &Path) -> FilePicker {
             FileRequest::OpenNpy(which) => dir.join(format!("{which}.npy")),
             FileRequest::SaveFile(name) => dir.join(name),
             FileRequest::SaveViewPng(_) => dir.join("view.png"),
+            FileRequest::OpenModel => dir.join("model.gguf"),
+            FileRequest::OpenText => dir.join("text.txt"),
         })
     })
 }
@@ -866,13 +868,18 @@ fn save_view_png_redraws_large_masks_one_pixel_per_cell() {
 #[test]
 fn save_view_png_works_on_every_tab() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut h = harness(Settings::default(), picker_to(dir.path()));
+    // A short text keeps the Model tab's forward passes quick.
+    let s = Settings {
+        model_max_tokens: 32,
+        ..Settings::default()
+    };
+    let mut h = harness(s, picker_to(dir.path()));
     settle(&mut h);
     let tabs: Vec<&str> = attnscope::app::all_views()
         .iter()
         .map(|v| v.title())
         .collect();
-    assert_eq!(tabs.len(), 6);
+    assert_eq!(tabs.len(), 7);
     for tab in tabs {
         h.state_mut().shared.settings.tab = tab.into();
         settle(&mut h);

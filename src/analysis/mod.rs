@@ -14,8 +14,12 @@
 //! Every function takes a [`Progress`] so that a worker thread can show progress and cancel.
 //! For a causal model every pattern is intersected with `j ≤ i` ([`for_model`]).
 
+mod capture;
 mod mass;
 
+pub use capture::{
+    dense_pass, quality_against, reference, tradeoff_family, DensePass, LayerInputs, Reference,
+};
 pub use mass::{head_probabilities, query_mass, HeadMass, LayerMass};
 
 use crate::inputs::Qkv;
@@ -324,6 +328,7 @@ pub fn quality(
     let p = for_model(p, &info)?;
     let total = 2 * info.layers;
     let dense = pass(model, ids, Attention::Dense, progress, 0, total)?;
+    let reference = reference(model, dense.view(), ids)?;
     let sparse = pass(
         model,
         ids,
@@ -332,25 +337,7 @@ pub fn quality(
         info.layers,
         total,
     )?;
-    if info.causal {
-        let loss_dense = next_token_loss(model, dense.view(), ids)?;
-        let loss_pattern = next_token_loss(model, sparse.view(), ids)?;
-        Ok(Quality {
-            loss_dense: Some(loss_dense),
-            loss_pattern: Some(loss_pattern),
-            ppl_dense: Some(loss_dense.exp()),
-            ppl_pattern: Some(loss_pattern.exp()),
-            embedding_cosine: None,
-        })
-    } else {
-        Ok(Quality {
-            loss_dense: None,
-            loss_pattern: None,
-            ppl_dense: None,
-            ppl_pattern: None,
-            embedding_cosine: Some(cosine(&mean_pool(dense.view()), &mean_pool(sparse.view()))),
-        })
-    }
+    capture::quality_of(model, sparse.view(), ids, &reference)
 }
 
 /// One candidate next token.

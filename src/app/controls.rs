@@ -312,10 +312,19 @@ impl Controls {
             ui.radio_value(&mut s.input, InputChoice::Structured, "structured")
                 .on_hover_text("Seeded inputs where nearby tokens are similar");
         });
-        if shared.loaded.is_some() {
+        if let Some((_, name)) = &shared.loaded {
+            // A model head (Model tab, "Use this head as input") is named; files are not.
+            let (label, hint) = if name.starts_with("model head") {
+                (name.clone(), "Q, K, V of a real model's head (Model tab)")
+            } else {
+                (
+                    "loaded Q, K, V".to_string(),
+                    "The Q, K, V loaded from .npy files",
+                )
+            };
             let s = &mut shared.settings;
-            ui.radio_value(&mut s.input, InputChoice::Loaded, "loaded Q, K, V")
-                .on_hover_text("The Q, K, V loaded from .npy files");
+            ui.radio_value(&mut s.input, InputChoice::Loaded, label)
+                .on_hover_text(hint);
         }
         let s = &mut shared.settings;
         ui.horizontal(|ui| {

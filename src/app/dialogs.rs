@@ -34,6 +34,8 @@ pub fn default_name(req: FileRequest) -> String {
             format!("attnscope-{}.png", title.to_lowercase().replace(' ', "-"))
         }
         FileRequest::SaveFile(name) => name.into(),
+        FileRequest::OpenModel => "model.gguf".into(),
+        FileRequest::OpenText => "text.txt".into(),
     }
 }
 
@@ -63,6 +65,11 @@ pub fn folder_picker(dir: PathBuf, notice: Option<Notice>) -> FilePicker {
             FileRequest::OpenNpy(which) => {
                 let p = dir.join(&name);
                 let what = format!("{which} is read from {}", p.display());
+                (p, what)
+            }
+            FileRequest::OpenModel | FileRequest::OpenText => {
+                let p = dir.join(&name);
+                let what = format!("{} is read", p.display());
                 (p, what)
             }
             _ => {

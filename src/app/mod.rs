@@ -14,6 +14,8 @@ pub mod dialogs;
 mod export;
 mod kernels;
 mod masks;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod model_view;
 pub mod offscreen;
 pub mod platform;
 pub mod reach_view;
@@ -57,14 +59,18 @@ pub trait View {
 
 /// Every view, in tab order (tab `t` has shortcut key `t + 1`).
 pub fn all_views() -> Vec<Box<dyn View>> {
-    vec![
+    let mut views: Vec<Box<dyn View>> = vec![
         Box::new(masks::MasksView::default()),
         Box::new(kernels::KernelsView::default()),
         Box::new(attention::AttentionView::default()),
         Box::new(reach_view::ReachView::default()),
         Box::new(sweep_view::SweepView::default()),
         Box::new(teach_view::TeachView::default()),
-    ]
+    ];
+    // Real models read files through mmap: desktop only (README "Run it in a browser").
+    #[cfg(not(target_arch = "wasm32"))]
+    views.push(Box::new(model_view::ModelView::default()));
+    views
 }
 
 /// What a file dialog is asked for.
@@ -82,6 +88,10 @@ pub enum FileRequest {
     SaveFile(&'static str),
     /// Where to save the open view (its title) as PNG.
     SaveViewPng(&'static str),
+    /// Which model to open: a `.gguf` file or a BERT folder's `config.json`.
+    OpenModel,
+    /// Which text file to run a model on.
+    OpenText,
 }
 
 /// Picks a file for a request; `None` when the user cancels. Replaceable for tests.

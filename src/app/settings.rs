@@ -60,6 +60,8 @@ pub struct Settings {
     /// uses the selected pattern). Saved settings from before rows had their own k/w (a list of
     /// bare pattern names) still load.
     pub schedule: Vec<ScheduleRow>,
+    /// Model tab: the text is cut to this many tokens (2 … 2048).
+    pub model_max_tokens: usize,
 }
 
 /// One layer of the receptive-field view's schedule: a pattern that takes the controls' k and
@@ -161,6 +163,7 @@ impl Default for Settings {
             export_view_px: 3840,
             tab: String::new(),
             schedule: Vec::new(),
+            model_max_tokens: 1024,
         }
     }
 }
@@ -329,6 +332,7 @@ impl Settings {
         self.d = self.d.clamp(1, MAX_D);
         self.threads = self.threads.max(1);
         self.export_scale = self.export_scale.clamp(1, 64);
+        self.model_max_tokens = self.model_max_tokens.clamp(2, 2048);
         self.export_view_px = self.export_view_px.clamp(
             super::offscreen::MIN_VIEW_WIDTH,
             super::offscreen::MAX_VIEW_SIDE,

@@ -48,6 +48,17 @@ fn rfd_dialog(req: FileRequest) -> Option<PathBuf> {
             .add_filter("NumPy array", &["npy"])
             .set_title(format!("Load {which} (.npy, shape (n, d))"))
             .pick_file(),
+        FileRequest::OpenModel => d
+            .add_filter(
+                "Model (GGUF, or a BERT folder's config.json)",
+                &["gguf", "json", "safetensors"],
+            )
+            .set_title("Open a model")
+            .pick_file(),
+        FileRequest::OpenText => d
+            .add_filter("Text", &["txt", "md"])
+            .set_title("Open a text to run the model on")
+            .pick_file(),
         FileRequest::SaveMaskNpy => d
             .add_filter("NumPy array", &["npy"])
             .set_file_name(name)
