@@ -486,7 +486,7 @@ impl Default for ModelView {
             mass_asked: None,
             mass: None,
             head: None,
-            log: false,
+            log: true,
             head_asked: None,
             head_shown: None,
             head_texture: None,
@@ -909,80 +909,103 @@ impl ModelView {
             "density {:.2} % of the cells the model sees",
             100.0 * shown.density
         ));
-        let cell = egui::vec2(
-            (150.0 / info.heads as f32).clamp(12.0, 26.0),
-            (520.0 / info.layers as f32).clamp(12.0, 26.0),
-        );
         let lut = Colormap::Viridis.lut();
         let sink = self
             .sink
             .as_ref()
             .filter(|(r, _)| std::ptr::eq(Arc::as_ptr(r), run))
             .map(|(_, s)| s.clone());
-        egui::Grid::new("mass-grid")
-            .spacing(egui::vec2(1.0, 1.0))
-            .show(ui, |ui| {
-                ui.weak("L\\H");
-                for h in 0..info.heads {
-                    ui.weak(format!("{h}"));
+        // One painted block: a header row of head numbers, then one row per layer with its
+        // number, a cell per head and a bar of the mass on the first tokens ("sink").
+        let cw = 18.0f32;
+        let ch = (480.0 / info.layers as f32).clamp(10.0, 22.0);
+        let (label_w, head_h, gap, sink_w) = (24.0f32, 16.0f32, 8.0f32, 40.0f32);
+        let size = egui::vec2(
+            label_w + cw * info.heads as f32 + gap + sink_w,
+            head_h + ch * info.layers as f32,
+        );
+        let (rect, _) = ui.allocate_exact_size(size, Sense::hover());
+        let painter = ui.painter_at(rect);
+        let weak = ui.visuals().weak_text_color();
+        let font = egui::FontId::proportional(10.0);
+        let x0 = rect.min.x + label_w;
+        let y0 = rect.min.y + head_h;
+        for h in 0..info.heads {
+            painter.text(
+                egui::pos2(x0 + cw * (h as f32 + 0.5), y0 - 2.0),
+                egui::Align2::CENTER_BOTTOM,
+                h.to_string(),
+                font.clone(),
+                weak,
+            );
+        }
+        let sink_x = x0 + cw * info.heads as f32 + gap;
+        painter.text(
+            egui::pos2(sink_x, y0 - 2.0),
+            egui::Align2::LEFT_BOTTOM,
+            "sink",
+            font.clone(),
+            weak,
+        );
+        let label_every = if ch >= 12.0 { 1 } else { 5 };
+        for l in &shown.layers {
+            let y = y0 + ch * l.layer as f32;
+            if l.layer % label_every == 0 {
+                painter.text(
+                    egui::pos2(x0 - 4.0, y + ch / 2.0),
+                    egui::Align2::RIGHT_CENTER,
+                    l.layer.to_string(),
+                    font.clone(),
+                    weak,
+                );
+            }
+            for hm in &l.heads {
+                let r = egui::Rect::from_min_size(
+                    egui::pos2(x0 + cw * hm.head as f32, y),
+                    egui::vec2(cw, ch),
+                );
+                let name = format!("layer {} head {}", l.layer, hm.head);
+                let resp = ui.interact(
+                    r,
+                    egui::Id::new(("model-mass-cell", l.layer, hm.head)),
+                    Sense::click(),
+                );
+                resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &name));
+                let t = hm.mass_kept.clamp(0.0, 1.0) as f32;
+                let c = lut[(t * 255.0).round() as usize];
+                painter.rect_filled(r.shrink(0.5), 0.0, Color32::from_rgb(c[0], c[1], c[2]));
+                if self.head == Some((l.layer, hm.head)) || resp.hovered() {
+                    painter.rect_stroke(
+                        r,
+                        0.0,
+                        egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
+                        egui::StrokeKind::Inside,
+                    );
                 }
-                ui.weak("sink").on_hover_text(format!(
-                    "Mean dense probability on the first {SINK_TOKENS} tokens (queries after them), per layer"
+                let resp = resp.on_hover_text(format!(
+                    "{name}: keeps {:.1} % of the mass (worst query {:.1} %)",
+                    100.0 * hm.mass_kept,
+                    100.0 * hm.worst_query
                 ));
-                ui.end_row();
-                for l in &shown.layers {
-                    ui.weak(format!("{}", l.layer));
-                    for h in &l.heads {
-                        let t = h.mass_kept.clamp(0.0, 1.0) as f32;
-                        let c = lut[(t * 255.0).round() as usize];
-                        let selected = self.head == Some((l.layer, h.head));
-                        let (rect, resp) = ui.allocate_exact_size(cell, Sense::click());
-                        let name = format!("layer {} head {}", l.layer, h.head);
-                        resp.widget_info(|| {
-                            egui::WidgetInfo::labeled(egui::Role::Button, true, &name)
-                        });
-                        ui.painter()
-                            .rect_filled(rect, 1.0, Color32::from_rgb(c[0], c[1], c[2]));
-                        if selected {
-                            ui.painter().rect_stroke(
-                                rect,
-                                1.0,
-                                egui::Stroke::new(2.0, ui.visuals().strong_text_color()),
-                                egui::StrokeKind::Inside,
-                            );
-                        }
-                        let resp = resp.on_hover_text(format!(
-                            "{name}: keeps {:.1} % of the mass (worst query {:.1} %)",
-                            100.0 * h.mass_kept,
-                            100.0 * h.worst_query
-                        ));
-                        if resp.clicked() {
-                            self.head = Some((l.layer, h.head));
-                        }
-                    }
-                    match sink.as_ref().and_then(|s| s.get(l.layer)) {
-                        Some(&s) => {
-                            let (rect, resp) = ui.allocate_exact_size(
-                                egui::vec2(cell.x * 2.0, cell.y),
-                                Sense::hover(),
-                            );
-                            let bar = rect.with_max_x(rect.min.x + rect.width() * s as f32);
-                            ui.painter()
-                                .rect_filled(rect, 1.0, ui.visuals().faint_bg_color);
-                            ui.painter().rect_filled(bar, 1.0, ui.visuals().selection.bg_fill);
-                            resp.on_hover_text(format!(
-                                "layer {}: {:.1} % of the attention goes to the first {SINK_TOKENS} tokens",
-                                l.layer,
-                                100.0 * s
-                            ));
-                        }
-                        None => {
-                            ui.weak("…");
-                        }
-                    }
-                    ui.end_row();
+                if resp.clicked() {
+                    self.head = Some((l.layer, hm.head));
                 }
-            });
+            }
+            if let Some(&s) = sink.as_ref().and_then(|s| s.get(l.layer)) {
+                let r = egui::Rect::from_min_size(egui::pos2(sink_x, y), egui::vec2(sink_w, ch));
+                painter.rect_filled(r.shrink(1.0), 0.0, ui.visuals().faint_bg_color);
+                let bar = r.shrink(1.0);
+                let bar = bar.with_max_x(bar.min.x + bar.width() * s.clamp(0.0, 1.0) as f32);
+                painter.rect_filled(bar, 0.0, ui.visuals().selection.bg_fill);
+                ui.interact(r, egui::Id::new(("model-sink", l.layer)), Sense::hover())
+                    .on_hover_text(format!(
+                        "layer {}: {:.1} % of the attention of queries after the first \
+                         {SINK_TOKENS} tokens goes to them (mean over heads)",
+                        l.layer,
+                        100.0 * s
+                    ));
+            }
+        }
         // Colour key.
         ui.horizontal(|ui| {
             ui.weak("0 %");
@@ -1065,7 +1088,7 @@ impl ModelView {
             .clone();
         let n = shown.probs.nrows();
         let nf = n as f64;
-        let side = (ui.available_width() - 330.0).clamp(260.0, 620.0);
+        let side = (ui.available_width() - 350.0).clamp(260.0, 640.0);
         let resp = Plot::new("model-head-plot")
             .invert_y(true)
             .data_aspect(1.0)
@@ -1214,17 +1237,19 @@ impl ModelView {
             });
         }
         let y = |v: f64| if causal { v.log10() } else { v };
+        // Density on a log axis: windows of doubling width are evenly spaced.
+        let x = |d: f64| (100.0 * d).max(1e-3).log10();
         let plain: PlotPoints = self
             .family_points
             .iter()
             .filter(|p| !p.label.contains("sink"))
-            .map(|p| [100.0 * p.density, y(p.value())])
+            .map(|p| [x(p.density), y(p.value())])
             .collect();
         let sinks: PlotPoints = self
             .family_points
             .iter()
             .filter(|p| p.label.contains("sink"))
-            .map(|p| [100.0 * p.density, y(p.value())])
+            .map(|p| [x(p.density), y(p.value())])
             .collect();
         let dense_y = match &run.pass.reference {
             analysis::Reference::Loss(l) => y(l.exp()),
@@ -1235,16 +1260,24 @@ impl ModelView {
             .as_ref()
             .filter(|a| self.quality_asked.as_ref() == Some(&a.job))
             .and_then(|a| a.outcome.as_ref().ok())
-            .map(|p| [100.0 * p.density, y(p.value())]);
+            .map(|p| [x(p.density), y(p.value())]);
         let labels: Vec<(f64, f64, String)> = self
             .family_points
             .iter()
-            .map(|p| (100.0 * p.density, y(p.value()), p.label.clone()))
+            .map(|p| (x(p.density), y(p.value()), p.label.clone()))
             .collect();
         Plot::new("model-tradeoff")
-            .width(320.0)
-            .height(300.0)
-            .x_axis_label("density (%)")
+            .width(ui.available_width().clamp(280.0, 420.0))
+            .height(320.0)
+            .x_axis_label("density (%, log scale)")
+            .x_axis_formatter(|m, _| {
+                let v = 10f64.powf(m.value);
+                if v >= 1.0 {
+                    format!("{v:.0}")
+                } else {
+                    format!("{v:.1}")
+                }
+            })
             .y_axis_label(if causal { "perplexity" } else { "cosine" })
             .y_axis_formatter(move |m, _| {
                 if causal {
@@ -1267,7 +1300,12 @@ impl ModelView {
                     d(a).total_cmp(&d(b))
                 })?;
                 let v = if causal { 10f64.powf(best.1) } else { best.1 };
-                Some(format!("{}\ndensity {:.2} %\n{:.3}", best.2, best.0, v))
+                Some(format!(
+                    "{}\ndensity {:.2} %\n{:.3}",
+                    best.2,
+                    10f64.powf(best.0),
+                    v
+                ))
             })
             .show(ui, |pu| {
                 pu.points(Points::new("local(w)", plain).radius(3.5));
@@ -1277,7 +1315,7 @@ impl ModelView {
                         .shape(egui_plot::MarkerShape::Diamond),
                 );
                 pu.points(
-                    Points::new("dense", vec![[100.0, dense_y]])
+                    Points::new("dense", vec![[2.0, dense_y]])
                         .radius(4.0)
                         .shape(egui_plot::MarkerShape::Square),
                 );
