@@ -49,11 +49,12 @@ fn has_label(h: &Harness<'static, AttnApp>, text: &str) -> bool {
 const TOKENS: usize = 40;
 
 fn model_settings() -> Settings {
-    let mut s = Settings::default();
-    s.tab = "Model".into();
-    s.model_max_tokens = TOKENS;
-    s.params = PatternParams::new(PatternKind::Local, TOKENS).window(4);
-    s
+    Settings {
+        tab: "Model".into(),
+        model_max_tokens: TOKENS,
+        params: PatternParams::new(PatternKind::Local, TOKENS).window(4),
+        ..Settings::default()
+    }
 }
 
 #[test]
@@ -171,10 +172,12 @@ fn screenshots() {
     };
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("screenshots");
     std::fs::create_dir_all(&out).expect("screenshots dir");
-    let mut s = Settings::default();
-    s.tab = "Model".into();
-    s.model_max_tokens = 1024;
-    s.params = PatternParams::from_text("local(w=64) | sink(s=4)", 1024);
+    let s = Settings {
+        tab: "Model".into(),
+        model_max_tokens: 1024,
+        params: PatternParams::from_text("local(w=64) | sink(s=4)", 1024),
+        ..Settings::default()
+    };
     let mut h = harness(s);
     settle(&mut h);
     h.get_by_label("layer 5 head 3").click();

@@ -249,6 +249,25 @@ fn head_image(job: &PatternJob<HeadLook>, ctl: &Job) -> Result<HeadShown, String
             allowed[y * side + x] = row[j.min(n - 1)];
         }
     }
+    // The outline helps when the mask has a shape (a band, sink columns); for a fine comb
+    // (atrous at a small stride) every allowed pixel is an edge and the outline would hide the
+    // weights, so it is drawn only when edges are under a fifth of the allowed pixels.
+    let is_edge = |y: usize, x: usize| {
+        let at = |yy: usize, xx: usize| allowed[yy * side + xx];
+        at(y, x)
+            && ((x > 0 && !at(y, x - 1))
+                || (x + 1 < side && !at(y, x + 1))
+                || (y > 0 && !at(y - 1, x))
+                || (y + 1 < side && !at(y + 1, x)))
+    };
+    let (mut edges, mut inside) = (0usize, 0usize);
+    for y in 0..side {
+        for x in 0..side {
+            inside += allowed[y * side + x] as usize;
+            edges += is_edge(y, x) as usize;
+        }
+    }
+    let draw_outline = edges * 5 <= inside;
     let mut rgba = Vec::with_capacity(side * side * 4);
     for y in 0..side {
         let (r0, r1) = (cell(y), cell(y + 1).max(cell(y) + 1));
@@ -272,13 +291,7 @@ fn head_image(job: &PatternJob<HeadLook>, ctl: &Job) -> Result<HeadShown, String
             };
             let c = lut[(t.clamp(0.0, 1.0) * 255.0).round() as usize];
             let inside = allowed[y * side + x];
-            let edge = inside && {
-                let at = |yy: usize, xx: usize| allowed[yy * side + xx];
-                (x > 0 && !at(y, x - 1))
-                    || (x + 1 < side && !at(y, x + 1))
-                    || (y > 0 && !at(y - 1, x))
-                    || (y + 1 < side && !at(y + 1, x))
-            };
+            let edge = draw_outline && is_edge(y, x);
             let px = if edge {
                 outline
             } else if inside {
@@ -667,6 +680,15 @@ fn worst_head(layers: &[LayerMass]) -> Option<(usize, usize)> {
         .map(|(l, h, _)| (l, h))
 }
 
+/// A softmax weight: 4 decimals, or 3 significant digits below 0.001.
+fn weight_text(w: f32) -> String {
+    if w == 0.0 || w >= 1e-3 {
+        format!("{w:.4}")
+    } else {
+        format!("{w:.2e}")
+    }
+}
+
 /// A token's text for display: whitespace made visible, at most 24 characters.
 fn show_token(t: &str) -> String {
     let s: String = t
@@ -967,7 +989,7 @@ impl ModelView {
                 let name = format!("layer {} head {}", l.layer, hm.head);
                 let resp = ui.interact(
                     r,
-                    egui::Id::new(("model-mass-cell", l.layer, hm.head)),
+                    egui::Id::unique(("model-mass-cell", l.layer, hm.head)),
                     Sense::click(),
                 );
                 resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &name));
@@ -997,7 +1019,7 @@ impl ModelView {
                 let bar = r.shrink(1.0);
                 let bar = bar.with_max_x(bar.min.x + bar.width() * s.clamp(0.0, 1.0) as f32);
                 painter.rect_filled(bar, 0.0, ui.visuals().selection.bg_fill);
-                ui.interact(r, egui::Id::new(("model-sink", l.layer)), Sense::hover())
+                ui.interact(r, egui::Id::unique(("model-sink", l.layer)), Sense::hover())
                     .on_hover_text(format!(
                         "layer {}: {:.1} % of the attention of queries after the first \
                          {SINK_TOKENS} tokens goes to them (mean over heads)",
@@ -1126,10 +1148,10 @@ impl ModelView {
                     .map_or(String::new(), |s| show_token(s))
             };
             let text = format!(
-                "query {i} {} to key {j} {}: weight {:.4}; {}",
+                "query {i} {} to key {j} {}: weight {}; {}",
                 tok(i),
                 tok(j),
-                shown.probs[[i, j]],
+                weight_text(shown.probs[[i, j]]),
                 shown.pattern.reason(i, j).describe()
             );
             self.hover_text = Some(text.clone());
@@ -1308,22 +1330,30 @@ impl ModelView {
                 ))
             })
             .show(ui, |pu| {
-                pu.points(Points::new("local(w)", plain).radius(3.5));
+                // Fixed colours: egui_plot's automatic ones shift as series appear.
                 pu.points(
-                    Points::new("local(w) | sink(s=4)", sinks)
+                    Points::new("local(w), sparse", plain)
                         .radius(3.5)
-                        .shape(egui_plot::MarkerShape::Diamond),
+                        .color(Color32::from_rgb(230, 120, 40)),
+                );
+                pu.points(
+                    Points::new("... | sink(s=4)", sinks)
+                        .radius(3.5)
+                        .shape(egui_plot::MarkerShape::Diamond)
+                        .color(Color32::from_rgb(60, 140, 230)),
                 );
                 pu.points(
                     Points::new("dense", vec![[2.0, dense_y]])
                         .radius(4.0)
-                        .shape(egui_plot::MarkerShape::Square),
+                        .shape(egui_plot::MarkerShape::Square)
+                        .color(Color32::from_rgb(80, 180, 90)),
                 );
                 if let Some(c) = current {
                     pu.points(
                         Points::new("current pattern", vec![c])
-                            .radius(7.0)
-                            .shape(egui_plot::MarkerShape::Asterisk),
+                            .radius(8.0)
+                            .shape(egui_plot::MarkerShape::Asterisk)
+                            .color(Color32::from_rgb(220, 60, 200)),
                     );
                 }
             });
