@@ -126,6 +126,31 @@ fn the_model_tab_shows_the_mass_grid_and_opens_a_clicked_head() {
     let want = format!("mass kept per query (mean {:.1} %)", 100.0 * head_mean);
     assert!(has_label(&h, &want), "per-query mass {want:?}");
 
+    // The cheapest windows keeping 90 % of this head, from its distance profile; "Use" makes
+    // the first one the pattern.
+    let head = analysis::head_qkv(m.as_ref(), &tokens.ids, 7, 2, &Silent).expect("head");
+    let probs = analysis::head_probabilities(head.q.view(), head.k.view(), true);
+    let prof = analysis::DistanceProfile::of(probs.view(), 4);
+    let w = prof.cheapest_window(0.9, false);
+    let ws = prof.cheapest_window(0.9, true);
+    assert!(
+        has_label(&h, &format!("local(w={w})")),
+        "cheapest window {w}"
+    );
+    assert!(
+        has_label(&h, &format!("local(w={ws}) | sink(s=4)")),
+        "with sinks {ws}"
+    );
+    h.query_all_by_label("Use")
+        .next()
+        .expect("a Use button")
+        .click();
+    settle(&mut h);
+    assert_eq!(
+        h.state().shared.settings.params.expr.as_deref(),
+        Some(format!("local(w={w})").as_str())
+    );
+
     // "Use this head as input": the head's Q, K, V become the other views' input.
     h.get_by_label("Use this head as input").click();
     settle(&mut h);

@@ -159,3 +159,71 @@ pub fn head_probabilities(
         });
     out
 }
+
+/// One head's dense probability by query–key distance, for the cheapest window that keeps a
+/// share of its mass: `near[d]` is the mean over queries of `Σ_{|i−j| = d} P_ij`, `sink[d]` the
+/// same restricted to the first `sinks` keys. Mass kept by `local(w)` is `Σ_{d ≤ w} near[d]`,
+/// by `local(w) | sink(s)` that plus `Σ_{d > w} sink[d]` (both ∩ what the head sees).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DistanceProfile {
+    near: Vec<f64>,
+    /// Suffix sums: `sink_after[d] = Σ_{d' ≥ d} sink[d']`.
+    sink_after: Vec<f64>,
+    /// Sink tokens of `sink_after`.
+    pub sinks: usize,
+}
+
+impl DistanceProfile {
+    /// The profile of `probs` (`(n, n)`, row = query), with `sinks` sink tokens.
+    pub fn of(probs: ArrayView2<'_, f32>, sinks: usize) -> Self {
+        let n = probs.nrows();
+        let mut near = vec![0f64; n.max(1)];
+        let mut sink = vec![0f64; n.max(1) + 1];
+        for (i, row) in probs.outer_iter().enumerate() {
+            for (j, &p) in row.iter().enumerate() {
+                let d = i.abs_diff(j);
+                near[d] += p as f64;
+                if j < sinks {
+                    sink[d] += p as f64;
+                }
+            }
+        }
+        let scale = 1.0 / n.max(1) as f64;
+        near.iter_mut().for_each(|x| *x *= scale);
+        for d in (0..sink.len() - 1).rev() {
+            sink[d] = sink[d] * scale + sink[d + 1];
+        }
+        Self {
+            near,
+            sink_after: sink,
+            sinks,
+        }
+    }
+
+    /// Mass kept by `local(w)`, or `local(w) | sink(s = self.sinks)` when `with_sinks`.
+    pub fn mass(&self, w: usize, with_sinks: bool) -> f64 {
+        let w = w.min(self.near.len() - 1);
+        let window: f64 = self.near[..=w].iter().sum();
+        let sinks = if with_sinks {
+            self.sink_after[w + 1]
+        } else {
+            0.0
+        };
+        (window + sinks).min(1.0)
+    }
+
+    /// The smallest window `w` whose pattern keeps at least `target` (0..1) of the mass.
+    pub fn cheapest_window(&self, target: f64, with_sinks: bool) -> usize {
+        // The mass only grows with w: binary search.
+        let (mut lo, mut hi) = (0, self.near.len() - 1);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.mass(mid, with_sinks) >= target - 1e-12 {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        lo
+    }
+}

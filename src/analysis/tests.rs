@@ -240,3 +240,40 @@ fn cancelling_stops_before_the_first_layer() {
         Err(ModelError::Cancelled)
     ));
 }
+
+#[test]
+fn the_distance_profile_gives_the_mass_of_windows_with_and_without_sinks() {
+    // Brute force: the profile's mass of local(w) and local(w) | sink(s=4) equals the mean of
+    // query_mass for those patterns, causal and not, and the cheapest window is minimal.
+    for causal in [false, true] {
+        let n = 90;
+        let qkv = generate(InputKind::Structured { seed: 4 }, n, 16);
+        let probs = head_probabilities(qkv.q.view(), qkv.k.view(), causal);
+        let prof = DistanceProfile::of(probs.view(), 4);
+        for w in [0usize, 1, 3, 10, 40, 89] {
+            for sinks in [false, true] {
+                let text = if sinks {
+                    format!("local(w={w}) | sink(s=4)")
+                } else {
+                    format!("local(w={w})")
+                };
+                let p = PatternParams::from_text(&text, n).build().unwrap();
+                let m = query_mass(qkv.q.view(), qkv.k.view(), &p, causal);
+                let want = m.iter().sum::<f64>() / n as f64;
+                let got = prof.mass(w, sinks);
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "{text} causal={causal}: {got} vs {want}"
+                );
+            }
+        }
+        for target in [0.5, 0.9, 0.99] {
+            for sinks in [false, true] {
+                let w = prof.cheapest_window(target, sinks);
+                assert!(prof.mass(w, sinks) >= target - 1e-9);
+                assert!(w == 0 || prof.mass(w - 1, sinks) < target, "{w} is minimal");
+            }
+        }
+        assert!(prof.cheapest_window(0.9, true) <= prof.cheapest_window(0.9, false));
+    }
+}

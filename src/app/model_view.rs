@@ -194,6 +194,8 @@ struct HeadShown {
     probs: ndarray::Array2<f32>,
     query_mass: Vec<f64>,
     pattern: Pattern,
+    /// Mass by distance, for the cheapest window keeping a share of the mass.
+    profile: analysis::DistanceProfile,
 }
 
 fn head_image(job: &PatternJob<HeadLook>, ctl: &Job) -> Result<HeadShown, String> {
@@ -308,6 +310,7 @@ fn head_image(job: &PatternJob<HeadLook>, ctl: &Job) -> Result<HeadShown, String
             [side, side],
             &rgba,
         )),
+        profile: analysis::DistanceProfile::of(probs.view(), SINK_TOKENS),
         probs,
         query_mass,
         pattern: p,
@@ -480,6 +483,8 @@ pub struct ModelView {
     family_asked: Option<PatternJob<()>>,
     sink: Option<(Arc<Run>, Vec<f64>)>,
     hover_text: Option<String>,
+    /// Share of the open head's mass the suggested windows keep, in percent.
+    keep_percent: f64,
 }
 
 impl Default for ModelView {
@@ -511,6 +516,7 @@ impl Default for ModelView {
             family_asked: None,
             sink: None,
             hover_text: None,
+            keep_percent: 90.0,
         }
     }
 }
@@ -1182,6 +1188,42 @@ impl ModelView {
             .show(ui, |pu| {
                 pu.line(Line::new("mass kept", pts));
             });
+        // The cheapest window (with and without sink tokens) keeping a share of this head.
+        ui.horizontal(|ui| {
+            ui.label("cheapest window keeping").on_hover_text(
+                "The smallest w whose pattern keeps at least this share of this head's mass",
+            );
+            ui.add(
+                egui::DragValue::new(&mut self.keep_percent)
+                    .range(10.0..=99.9)
+                    .speed(0.5)
+                    .suffix(" %"),
+            );
+        });
+        let target = self.keep_percent / 100.0;
+        for with_sinks in [false, true] {
+            let w = shown.profile.cheapest_window(target, with_sinks);
+            let expr = if with_sinks {
+                format!("local(w={w}) | sink(s={SINK_TOKENS})")
+            } else {
+                format!("local(w={w})")
+            };
+            ui.horizontal(|ui| {
+                ui.monospace(&expr);
+                ui.weak(format!(
+                    "keeps {:.1} %",
+                    100.0 * shown.profile.mass(w, with_sinks)
+                ));
+                if ui
+                    .small_button("Use")
+                    .on_hover_text("Make this the pattern (the side panel's expression)")
+                    .clicked()
+                {
+                    let n = shared.settings.params.n;
+                    shared.settings.params = PatternParams::from_text(&expr, n);
+                }
+            });
+        }
     }
 
     fn quality_panel(&mut self, ui: &mut egui::Ui, run: &Run) {
