@@ -23,6 +23,8 @@
 // now that the MSRV is 1.89 for the AVX-512 intrinsics) would hide the formula.
 #![allow(clippy::manual_is_multiple_of)]
 
+// What a pattern keeps on a real model: needs `model`, so desktop only as well.
+#[cfg(not(target_arch = "wasm32"))]
 pub mod analysis;
 pub mod app;
 pub mod bench;

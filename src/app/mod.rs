@@ -59,7 +59,7 @@ pub trait View {
 
 /// Every view, in tab order (tab `t` has shortcut key `t + 1`).
 pub fn all_views() -> Vec<Box<dyn View>> {
-    let mut views: Vec<Box<dyn View>> = vec![
+    let views: Vec<Box<dyn View>> = vec![
         Box::new(masks::MasksView::default()),
         Box::new(kernels::KernelsView::default()),
         Box::new(attention::AttentionView::default()),
@@ -69,7 +69,11 @@ pub fn all_views() -> Vec<Box<dyn View>> {
     ];
     // Real models read files through mmap: desktop only (README "Run it in a browser").
     #[cfg(not(target_arch = "wasm32"))]
-    views.push(Box::new(model_view::ModelView::default()));
+    let views = {
+        let mut views = views;
+        views.push(Box::new(model_view::ModelView::default()));
+        views
+    };
     views
 }
 
