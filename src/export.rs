@@ -112,13 +112,7 @@ pub fn write_png(p: &Pattern, path: &Path, opts: PngOptions) -> Result<(), Expor
     let off = opts.colormap.rgb(0.0);
     let on = opts.colormap.rgb(1.0);
     let grid = opts.grid.filter(|&b| b > 0);
-    atomic_write(path, |w| {
-        let mut enc = png::Encoder::new(w, side as u32, side as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        enc.set_compression(png::Compression::Fast);
-        let mut writer = enc.write_header().map_err(png_io)?;
-        let mut stream = writer.stream_writer().map_err(png_io)?;
+    write_rgb_png(path, side, side, |push| {
         let mut keys = Vec::new();
         let mut line = vec![0u8; side * 3];
         let mut grid_line = vec![0u8; side * 3];
@@ -144,10 +138,9 @@ pub fn write_png(p: &Pattern, path: &Path, opts: PngOptions) -> Result<(), Expor
             }
             for r in 0..s {
                 let horizontal = grid.is_some_and(|b| i > 0 && i % b == 0 && r == 0);
-                stream.write_all(if horizontal { &grid_line } else { &line })?;
+                push(if horizontal { &grid_line } else { &line })?;
             }
         }
-        stream.finish().map_err(png_io)?;
         Ok(())
     })
 }
@@ -200,6 +193,28 @@ pub fn npy_header(descr: &str, shape: &[usize]) -> Vec<u8> {
     out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
     out.extend_from_slice(dict.as_bytes());
     out
+}
+
+/// The project's one PNG encoder: an 8-bit RGB image of `width × height` pixels written
+/// atomically to `path`; `rows` pushes the `height` rows top to bottom (`3 · width` bytes each)
+/// through the function it is given, so no full-size buffer is ever needed.
+pub fn write_rgb_png(
+    path: &Path,
+    width: usize,
+    height: usize,
+    rows: impl FnOnce(&mut dyn FnMut(&[u8]) -> std::io::Result<()>) -> std::io::Result<()>,
+) -> Result<(), ExportError> {
+    atomic_write(path, |w| {
+        let mut enc = png::Encoder::new(w, width as u32, height as u32);
+        enc.set_color(png::ColorType::Rgb);
+        enc.set_depth(png::BitDepth::Eight);
+        enc.set_compression(png::Compression::Fast);
+        let mut writer = enc.write_header().map_err(png_io)?;
+        let mut stream = writer.stream_writer().map_err(png_io)?;
+        rows(&mut |row: &[u8]| stream.write_all(row))?;
+        stream.finish().map_err(png_io)?;
+        Ok(())
+    })
 }
 
 /// A PNG encoder error as an I/O error (the underlying one when there is one, so "No space

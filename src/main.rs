@@ -5,7 +5,7 @@
 fn main() -> std::process::ExitCode {
     match attnscope::cli::run(std::env::args_os()) {
         attnscope::cli::Outcome::Exit(code) => code,
-        attnscope::cli::Outcome::Gui(args) => match attnscope::app::run(args) {
+        attnscope::cli::Outcome::Gui(args) => match attnscope::app::run(move |s| args.apply(s)) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => attnscope::cli::finish(Err(attnscope::cli::CliError::Runtime(e))),
         },

@@ -324,7 +324,6 @@ pub fn write_heatmap_png(
     side_px: usize,
     path: &std::path::Path,
 ) -> Result<(), crate::export::ExportError> {
-    use std::io::Write;
     let s = (side_px / r.width.max(1)).max(1);
     let (w, h) = (r.width * s, r.height * s);
     if w > MAX_PNG_SIDE || h > MAX_PNG_SIDE {
@@ -334,13 +333,7 @@ pub fn write_heatmap_png(
     }
     let lut = cmap.lut();
     let fractions = r.fractions();
-    let png_err = crate::export::png_io;
-    crate::export::atomic_write(path, |out| {
-        let mut enc = png::Encoder::new(out, w as u32, h as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(png_err)?;
-        let mut stream = writer.stream_writer().map_err(png_err)?;
+    crate::export::write_rgb_png(path, w, h, |push| {
         let mut line = vec![0u8; w * 3];
         for y in 0..r.height {
             for x in 0..r.width {
@@ -350,10 +343,9 @@ pub fn write_heatmap_png(
                 }
             }
             for _ in 0..s {
-                stream.write_all(&line)?;
+                push(&line)?;
             }
         }
-        stream.finish().map_err(png_err)?;
         Ok(())
     })
 }

@@ -300,16 +300,9 @@ pub fn save_screenshot(image: &egui::ColorImage, path: &std::path::Path) -> Resu
 
 /// Writes an egui image as an RGB PNG (atomically).
 fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), String> {
-    use std::io::Write;
     let [w, h] = image.size;
-    let err = crate::export::png_io;
-    crate::export::atomic_write(path, |out| {
-        let mut enc = png::Encoder::new(out, w as u32, h as u32);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let mut writer = enc.write_header().map_err(err)?;
-        // Row by row: a 16384-px view never needs a second full-size buffer.
-        let mut stream = writer.stream_writer().map_err(err)?;
+    // Row by row: a 16384-px view never needs a second full-size buffer.
+    crate::export::write_rgb_png(path, w, h, |push| {
         let mut row = Vec::with_capacity(w * 3);
         for pixels in image.pixels.chunks_exact(w.max(1)) {
             row.clear();
@@ -317,9 +310,8 @@ fn save_png(image: &egui::ColorImage, path: &std::path::Path) -> Result<(), Stri
                 let [r, g, b, _] = c.to_srgba_unmultiplied();
                 row.extend_from_slice(&[r, g, b]);
             }
-            stream.write_all(&row)?;
+            push(&row)?;
         }
-        stream.finish().map_err(err)?;
         Ok(())
     })
     .map_err(|e| e.to_string())

@@ -20,6 +20,7 @@ pub mod offscreen;
 pub mod platform;
 pub mod reach_view;
 pub mod settings;
+pub mod soft;
 pub mod sweep_view;
 pub mod teach_view;
 pub mod textures;

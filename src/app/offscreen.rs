@@ -3,15 +3,15 @@
 //! The view runs in a fresh egui context that is given a copy of the window's memory (so plot
 //! zoom, theme, zoom factor and open sections are the same) and the same size in points as the
 //! view has on screen, but more pixels per point. Its shapes are tessellated there and painted
-//! on the CPU by [`crate::render::soft`] on the export thread. The result is the view as seen
+//! on the CPU by [`super::soft`] on the export thread. The result is the view as seen
 //! on screen, sharp at any resolution (text and lines are re-rasterised, not scaled up; a view
 //! that offers it, like the Masks maps, redraws its images at the PNG's density through
 //! [`View::sharper_images`]). The empty part of the panel below the view's content is left
 //! out.
 
+use super::soft::{self, PaintReport, SoftTextures};
 use super::worker::Job;
 use super::{Shared, View};
-use crate::render::soft::{self, PaintReport, SoftTextures};
 use egui::epaint::ClippedPrimitive;
 use egui::{Color32, ColorImage, Rect, Vec2};
 

@@ -2,12 +2,12 @@
 //! window's egui context and keeps the CPU copy next to it.
 //!
 //! The CPU copy is what lets "Save view PNG" render a view offscreen at any resolution with the
-//! software painter ([`crate::render::soft`]): the offscreen context has its own font atlas,
+//! software painter ([`super::soft`]): the offscreen context has its own font atlas,
 //! and every other image comes from here. Loading always goes to the window's context, even
 //! while a view is drawn offscreen, so a view never ends up holding a texture of the wrong
 //! context.
 
-use crate::render::soft::SoftTextures;
+use super::soft::SoftTextures;
 use egui::{ColorImage, TextureHandle, TextureOptions};
 use std::sync::Arc;
 

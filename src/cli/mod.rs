@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod bench_args;
 mod export;
 mod model;
 mod reach;
@@ -52,6 +53,17 @@ pub struct GuiArgs {
     /// The pattern to open with (all optional).
     #[command(flatten)]
     pub pattern: args::OptionalPatternArgs,
+}
+
+impl GuiArgs {
+    /// Puts the given pattern flags over the app's saved settings (what `attnscope gui
+    /// --pattern …` opens with); the app itself knows nothing of the command line.
+    pub fn apply(&self, s: &mut crate::app::Settings) {
+        s.params = self.pattern.params_over(&s.params);
+        if let Some(b) = self.pattern.rest.block {
+            s.block = b;
+        }
+    }
 }
 
 /// A failure at the command-line edge, with its exit status.

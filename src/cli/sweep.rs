@@ -1,6 +1,6 @@
 //! `attnscope bench --sweep A..B`: the kernels over a range of n, as a table, JSON or CSV.
 
-use super::bench::BenchArgs;
+use super::bench_args::BenchArgs;
 use super::CliError;
 use crate::bench::BenchConfig;
 use crate::inputs::{InputKind, MAX_ELEMENTS};

@@ -10,7 +10,7 @@
 // Register tiles are indexed by constant lanes on purpose.
 #![allow(clippy::needless_range_loop)]
 
-use super::engine::{GroupArgs, GROUP, PANEL};
+use super::layout::{exp2, GroupArgs, GROUP, PANEL};
 use std::arch::x86_64::*;
 
 /// `2^x` per lane for `x ≤ 0`; exactly 0 for `x ≤ −127` (including −∞).
@@ -126,7 +126,7 @@ pub(super) unsafe fn group<const NP: usize>(
             sum = _mm512_add_ps(sum, e);
             _mm512_storeu_ps(pbuf[r].as_mut_ptr().add(p * PANEL), e);
         }
-        alpha[r] = super::engine::exp2(m[r] - m_new);
+        alpha[r] = exp2(m[r] - m_new);
         l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(sum);
         m[r] = m_new;
     }
@@ -312,7 +312,7 @@ pub(super) unsafe fn csr_row(
         );
         let m_new = m.max(_mm512_reduce_max_ps(sv));
         let pv = exp2_ps(_mm512_sub_ps(sv, _mm512_set1_ps(m_new)));
-        let alpha = super::engine::exp2(m - m_new);
+        let alpha = exp2(m - m_new);
         l = l * alpha + _mm512_reduce_add_ps(pv);
         m = m_new;
         let mut p = [0f32; 16];

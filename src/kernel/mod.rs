@@ -34,6 +34,7 @@ mod block;
 mod csr;
 mod dense;
 mod engine;
+mod layout;
 mod permuted;
 #[cfg(test)]
 mod tests;

@@ -2,8 +2,6 @@
 
 use crate::pattern::Raster;
 
-pub mod soft;
-
 /// A colormap for mask and density images: 0 = no allowed cell, 1 = every cell allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Colormap {

@@ -111,15 +111,9 @@ pub fn masks_shown(_compute_ms: f64, _latency_ms: f64) {}
 /// Hands finished files to the user; on the desktop they are already on disk.
 pub fn deliver_files(_shared: &mut crate::app::Shared) {}
 
-/// Opens the window and runs the app until it is closed, with the command line's pattern
-/// flags `args` on top of the saved settings.
-pub fn run(args: crate::cli::GuiArgs) -> Result<(), String> {
-    let apply = move |s: &mut Settings| {
-        s.params = args.pattern.params_over(&s.params);
-        if let Some(b) = args.pattern.rest.block {
-            s.block = b;
-        }
-    };
+/// Opens the window and runs the app until it is closed; `apply` edits the saved settings
+/// first (the command line's pattern flags, turned into settings by the binary).
+pub fn run(apply: impl FnOnce(&mut Settings) + 'static) -> Result<(), String> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("attnscope")
