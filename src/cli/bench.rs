@@ -1,11 +1,9 @@
 //! `attnscope bench`: time every kernel on a pattern, as a table or one JSON object.
 
 pub use super::bench_args::BenchArgs;
+use super::bench_args::{check_kernels, check_time};
 use super::CliError;
-use crate::bench::{
-    default_threads, duration_text, estimate, run_bench, table, BenchConfig,
-    DEFAULT_TOTAL_BUDGET_MS, MAX_REPEATS, MAX_WARMUP,
-};
+use crate::bench::{default_threads, run_bench, table, BenchConfig, MAX_REPEATS, MAX_WARMUP};
 use crate::inputs::{try_generate, InputKind};
 use crate::kernel::KernelKind;
 use std::sync::atomic::AtomicBool;
@@ -105,49 +103,4 @@ pub fn run(a: BenchArgs) -> Result<(), CliError> {
         }
     })?;
     super::print_report(a.json, &report, || table(&report))
-}
-
-/// Kernels named in `--kernels` that cannot run `p` at all (a block layout too large for
-/// memory) are refused before any work, naming what would work.
-pub(super) fn check_kernels(
-    p: &crate::pattern::Pattern,
-    kernels: &[KernelKind],
-    block: usize,
-) -> Result<(), CliError> {
-    for &k in kernels {
-        crate::kernel::check_plan(k, p, block).map_err(|e| CliError::Usage(e.to_string()))?;
-    }
-    Ok(())
-}
-
-/// Without `--budget-ms`, refuses a bench estimated (from a short calibration) to take more
-/// than [`DEFAULT_TOTAL_BUDGET_MS`], saying how long it would take.
-pub(super) fn check_time(
-    p: &crate::pattern::Pattern,
-    d: usize,
-    cfg: &BenchConfig,
-    budget_ms: Option<f64>,
-) -> Result<(), CliError> {
-    if budget_ms.is_some() {
-        return Ok(());
-    }
-    let est = estimate(p, d, cfg, DEFAULT_TOTAL_BUDGET_MS)?;
-    let Some(est) = est else { return Ok(()) };
-    if est.total_ms <= DEFAULT_TOTAL_BUDGET_MS {
-        return Ok(());
-    }
-    let (slowest, per_run) = est.slowest().unwrap_or((KernelKind::Dense, est.total_ms));
-    Err(CliError::Usage(format!(
-        "this bench of {} at n = {} would take about {} ({slowest} alone about {} per run, {} \
-         runs per kernel), more than the default budget of {}; give --budget-ms {:.0} to run \
-         every kernel anyway, or a smaller --budget-ms to skip the kernels slower than that \
-         per run (or a smaller --n, --repeats or --kernels list)",
-        p.label(),
-        p.n(),
-        duration_text(est.total_ms),
-        duration_text(per_run),
-        est.runs,
-        duration_text(DEFAULT_TOTAL_BUDGET_MS),
-        per_run.ceil(),
-    )))
 }

@@ -1,8 +1,9 @@
-//! Arguments of `attnscope bench` (shared by the single-pattern run in `bench.rs` and the
-//! scaling sweep in `sweep.rs`, so that neither imports the other's module for them).
+//! Arguments of `attnscope bench` and their checks, shared by the single-pattern run in
+//! `bench.rs` and the scaling sweep in `sweep.rs` (so that neither imports the other).
 
 use super::run::parse_kernel;
-use super::{args::BenchPatternArgs, parse_count};
+use super::{args::BenchPatternArgs, parse_count, CliError};
+use crate::bench::{duration_text, estimate, BenchConfig, DEFAULT_TOTAL_BUDGET_MS};
 use crate::kernel::KernelKind;
 
 /// Arguments of `attnscope bench`.
@@ -48,4 +49,49 @@ pub struct BenchArgs {
     /// With --sweep: also write the results as CSV to FILE.
     #[arg(long, value_name = "FILE", requires = "sweep")]
     pub csv: Option<std::path::PathBuf>,
+}
+
+/// Kernels named in `--kernels` that cannot run `p` at all (a block layout too large for
+/// memory) are refused before any work, naming what would work.
+pub(super) fn check_kernels(
+    p: &crate::pattern::Pattern,
+    kernels: &[KernelKind],
+    block: usize,
+) -> Result<(), CliError> {
+    for &k in kernels {
+        crate::kernel::check_plan(k, p, block).map_err(|e| CliError::Usage(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Without `--budget-ms`, refuses a bench estimated (from a short calibration) to take more
+/// than [`DEFAULT_TOTAL_BUDGET_MS`], saying how long it would take.
+pub(super) fn check_time(
+    p: &crate::pattern::Pattern,
+    d: usize,
+    cfg: &BenchConfig,
+    budget_ms: Option<f64>,
+) -> Result<(), CliError> {
+    if budget_ms.is_some() {
+        return Ok(());
+    }
+    let est = estimate(p, d, cfg, DEFAULT_TOTAL_BUDGET_MS)?;
+    let Some(est) = est else { return Ok(()) };
+    if est.total_ms <= DEFAULT_TOTAL_BUDGET_MS {
+        return Ok(());
+    }
+    let (slowest, per_run) = est.slowest().unwrap_or((KernelKind::Dense, est.total_ms));
+    Err(CliError::Usage(format!(
+        "this bench of {} at n = {} would take about {} ({slowest} alone about {} per run, {} \
+         runs per kernel), more than the default budget of {}; give --budget-ms {:.0} to run \
+         every kernel anyway, or a smaller --budget-ms to skip the kernels slower than that \
+         per run (or a smaller --n, --repeats or --kernels list)",
+        p.label(),
+        p.n(),
+        duration_text(est.total_ms),
+        duration_text(per_run),
+        est.runs,
+        duration_text(DEFAULT_TOTAL_BUDGET_MS),
+        per_run.ceil(),
+    )))
 }

@@ -45,14 +45,15 @@ pub fn run(a: &BenchArgs, input: InputKind, bench: BenchConfig) -> Result<(), Cl
             .build()
             .map_err(|e| CliError::Usage(format!("at n = {n}: {e}")))?;
         if !a.kernels.is_empty() {
-            super::bench::check_kernels(&p, &a.kernels, cfg.bench.block).map_err(|e| at(e, n))?;
+            super::bench_args::check_kernels(&p, &a.kernels, cfg.bench.block)
+                .map_err(|e| at(e, n))?;
         }
     }
     if let Some(&n) = cfg.sizes.iter().max() {
         let p = crate::sweep::params_at(&cfg.params, cfg.scaling, n)
             .build()
             .map_err(|e| CliError::Usage(format!("at n = {n}: {e}")))?;
-        super::bench::check_time(&p, a.d, &cfg.bench, a.budget_ms).map_err(|e| at(e, n))?;
+        super::bench_args::check_time(&p, a.d, &cfg.bench, a.budget_ms).map_err(|e| at(e, n))?;
     }
     // The CSV file is opened (as a temporary file beside it) before any timing, so a path that
     // cannot be written fails at once rather than after the whole sweep.
