@@ -128,6 +128,16 @@ fn typing_an_expression_changes_the_counts_and_a_bad_one_keeps_the_map() {
         has_label(&h, &want),
         "the last good pattern stays on screen"
     );
+    // The message under the field names the place.
+    // (A label's accessible text is its value: the message itself.)
+    let message = h
+        .get_by_label_contains("expected a term after the operator")
+        .value()
+        .unwrap_or_default();
+    assert!(
+        message.contains("at character 36") && message.contains("expected a term"),
+        "the error is shown under the field: {message:?}"
+    );
 }
 
 #[test]
