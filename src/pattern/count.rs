@@ -100,3 +100,94 @@ pub(super) fn count_rect(p: &Pattern, rows: Range<usize>, cols: Range<usize>) ->
         by_rows()
     }
 }
+
+/// Counts of every pixel of the grid `ys × xs` (pixel edges, ascending) into `counts`
+/// (row-major, `xs.len() − 1` per row): the raster's path. Same pieces and sums as
+/// [`count_rect`], but the cuts of each pixel row and each pixel column (where a non-Toeplitz
+/// atom changes) are found once, not once per pixel.
+pub(super) fn count_grid(p: &Pattern, ys: &[usize], xs: &[usize], counts: &mut [u64]) {
+    use rayon::prelude::*;
+    let width = xs.len().saturating_sub(1);
+    if width == 0 {
+        return;
+    }
+    let n = p.n;
+    if p.dnf.is_toeplitz() || p.reduced.is_empty() {
+        counts
+            .par_chunks_mut(width)
+            .enumerate()
+            .for_each(|(y, line)| {
+                for (x, v) in line.iter_mut().enumerate() {
+                    *v = count_rect(p, ys[y]..ys[y + 1], xs[x]..xs[x + 1]);
+                }
+            });
+        return;
+    }
+    // Pieces of [lo, hi): sorted cut points including both ends, and per piece the mask of
+    // conjunctions its row-only (or column-only) atoms allow; None past MAX_PIECES.
+    let separable = p.dnf.separable();
+    let pieces = |rows: bool, lo: usize, hi: usize| -> Option<(Vec<u64>, Vec<u64>)> {
+        let mut v = vec![lo as u64, hi as u64];
+        if !p.dnf.cuts(rows, lo as u64, hi as u64, MAX_PIECES, &mut v) {
+            return None;
+        }
+        v.sort_unstable();
+        v.dedup();
+        let masks = v[..v.len() - 1]
+            .iter()
+            .map(|&t| {
+                if rows {
+                    p.dnf.row_mask(t as usize)
+                } else {
+                    p.dnf.col_mask(t as usize)
+                }
+            })
+            .collect();
+        Some((v, masks))
+    };
+    let col_pieces: Vec<Option<(Vec<u64>, Vec<u64>)>> = (0..width)
+        .into_par_iter()
+        .map(|x| pieces(false, xs[x].min(n), xs[x + 1].min(n)))
+        .collect();
+    counts
+        .par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(y, line)| {
+            let (i0, i1) = (ys[y].min(n), ys[y + 1].min(n));
+            let row_pieces = pieces(true, i0, i1);
+            for (x, v) in line.iter_mut().enumerate() {
+                let (j0, j1) = (xs[x].min(n), xs[x + 1].min(n));
+                if i0 >= i1 || j0 >= j1 {
+                    *v = 0;
+                    continue;
+                }
+                *v = match (&row_pieces, &col_pieces[x]) {
+                    (Some((rc, rm)), Some((cc, cm)))
+                        if (rc.len() - 1) * (cc.len() - 1) <= MAX_PIECES.min(i1 - i0) =>
+                    {
+                        let mut total = 0u64;
+                        for (r, &row_mask) in rc.windows(2).zip(rm) {
+                            for (c, &col_mask) in cc.windows(2).zip(cm) {
+                                let (a0, a1, b0, b1) =
+                                    (r[0] as usize, r[1] as usize, c[0] as usize, c[1] as usize);
+                                let mask = if separable {
+                                    row_mask & col_mask
+                                } else {
+                                    p.dnf.reduce_at(a0, b0)
+                                };
+                                if mask != 0 {
+                                    total += p.reduced[mask as usize]
+                                        .get_or_init(|| {
+                                            Toeplitz::new(n, |d| p.dnf.reduced_distance(mask, d))
+                                        })
+                                        .rect(a0, a1, b0, b1);
+                                }
+                            }
+                        }
+                        total
+                    }
+                    _ => count_rect(p, i0..i1, j0..j1),
+                };
+            }
+        });
+}

@@ -6,7 +6,6 @@
 //! [`Pattern::count_rect`], so a Toeplitz pattern costs O(H·W) after an O(n) table.
 
 use super::Pattern;
-use rayon::prelude::*;
 
 /// Allowed-cell counts of a pattern on a `width × height` grid (row-major, row 0 = query 0).
 #[derive(Clone, Debug, PartialEq)]
@@ -48,15 +47,7 @@ impl Raster {
         let xs = edges(cols.start, cols.len(), width);
         let ys = edges(rows.start, rows.len(), height);
         let mut counts = vec![0u64; width * height];
-        counts
-            .par_chunks_mut(width)
-            .enumerate()
-            .for_each(|(y, line)| {
-                let r = ys[y]..ys[y + 1];
-                for (x, v) in line.iter_mut().enumerate() {
-                    *v = p.count_rect(r.clone(), xs[x]..xs[x + 1]);
-                }
-            });
+        super::count::count_grid(p, &ys, &xs, &mut counts);
         Self {
             n: p.n(),
             width,

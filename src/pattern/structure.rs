@@ -236,7 +236,14 @@ impl Dnf {
     /// Cuts of the row axis (`rows`) and key axis (`cols`) inside `[lo, hi)` where a
     /// non-Toeplitz atom changes value, appended (unsorted) to `out`; `false` if more than
     /// `limit` cuts would be needed.
-    fn cuts(&self, rows: bool, lo: u64, hi: u64, limit: usize, out: &mut Vec<u64>) -> bool {
+    pub(super) fn cuts(
+        &self,
+        rows: bool,
+        lo: u64,
+        hi: u64,
+        limit: usize,
+        out: &mut Vec<u64>,
+    ) -> bool {
         let start = out.len();
         let periodic = |l: u64, offsets: &[u64], out: &mut Vec<u64>| -> bool {
             // Values x in (lo, hi) with x mod l in offsets.
@@ -280,7 +287,45 @@ impl Dnf {
     /// The conjunctions that survive in a piece where every non-Toeplitz atom is constant
     /// (evaluated at the piece's corner `(i, j)`), as a bit mask, plus whether one of them
     /// became "every cell" (then the piece is full up to its Toeplitz atoms).
-    fn reduce_at(&self, i: usize, j: usize) -> u64 {
+    /// Whether every non-Toeplitz atom depends on the row alone or the column alone (no
+    /// same-block or block-table atom): then [`Self::reduce_at`]`(i, j)` is
+    /// `row_mask(i) & col_mask(j)`.
+    pub(super) fn separable(&self) -> bool {
+        self.conjs.iter().all(|c| {
+            c.atoms
+                .iter()
+                .all(|a| !matches!(a, Atom::SameBlock { .. } | Atom::Blocks(_)))
+        })
+    }
+
+    /// The conjunctions whose row-only atoms (`Rows`) allow query `i`, as a bit mask.
+    pub(super) fn row_mask(&self, i: usize) -> u64 {
+        let mut mask = 0u64;
+        for (x, c) in self.conjs.iter().enumerate() {
+            if c.atoms
+                .iter()
+                .all(|a| !matches!(a, Atom::Rows { .. }) || a.allows(i, 0))
+            {
+                mask |= 1 << x;
+            }
+        }
+        mask
+    }
+
+    /// The conjunctions whose column-only atoms (`Cols`, `PeriodicCols`) allow key `j`.
+    pub(super) fn col_mask(&self, j: usize) -> u64 {
+        let mut mask = 0u64;
+        for (x, c) in self.conjs.iter().enumerate() {
+            if c.atoms.iter().all(|a| {
+                !matches!(a, Atom::Cols { .. } | Atom::PeriodicCols { .. }) || a.allows(0, j)
+            }) {
+                mask |= 1 << x;
+            }
+        }
+        mask
+    }
+
+    pub(super) fn reduce_at(&self, i: usize, j: usize) -> u64 {
         let mut mask = 0u64;
         for (x, c) in self.conjs.iter().enumerate() {
             if c.atoms.iter().all(|a| a.is_toeplitz() || a.allows(i, j)) {
