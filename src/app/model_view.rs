@@ -394,6 +394,20 @@ type MassAnswer = Answer<PatternJob<()>, MassShown>;
 type HeadAnswer = Answer<PatternJob<HeadLook>, HeadShown>;
 type QualityAnswer = Answer<PatternJob<()>, QualityPoint>;
 
+/// A worker body that answers each job with `work`'s outcome, or nothing once cancelled.
+fn answering<J, T>(
+    work: fn(&J, &Job) -> Result<T, String>,
+) -> impl FnMut(J, &Job) -> Option<Answer<J, T>> + Send + 'static
+where
+    J: Send + 'static,
+    T: Send + 'static,
+{
+    move |job, ctl| {
+        let outcome = work(&job, ctl);
+        (!ctl.cancelled()).then_some(Answer { job, outcome })
+    }
+}
+
 /// The tab's workers, spawned on first show.
 struct Workers {
     run: Worker<RunJob, RunAnswer>,
@@ -413,22 +427,14 @@ impl Workers {
                 let outcome = run_model(&job, &mut cache, ctl).map(Arc::new);
                 (!ctl.cancelled()).then_some(Answer { job, outcome })
             }),
-            mass: Worker::spawn("attnscope-model-mass", ctx.clone(), |job, ctl| {
-                let outcome = mass_of(&job, ctl);
-                (!ctl.cancelled()).then_some(Answer { job, outcome })
-            }),
-            head: Worker::spawn("attnscope-model-head", ctx.clone(), |job, ctl| {
-                let outcome = head_image(&job, ctl);
-                (!ctl.cancelled()).then_some(Answer { job, outcome })
-            }),
-            quality: Worker::spawn("attnscope-model-quality", ctx.clone(), |job, ctl| {
-                let outcome = quality_of(&job, ctl);
-                (!ctl.cancelled()).then_some(Answer { job, outcome })
-            }),
-            family: Worker::spawn("attnscope-model-family", ctx.clone(), |job, ctl| {
-                let outcome = quality_of(&job, ctl);
-                (!ctl.cancelled()).then_some(Answer { job, outcome })
-            }),
+            mass: Worker::spawn("attnscope-model-mass", ctx.clone(), answering(mass_of)),
+            head: Worker::spawn("attnscope-model-head", ctx.clone(), answering(head_image)),
+            quality: Worker::spawn(
+                "attnscope-model-quality",
+                ctx.clone(),
+                answering(quality_of),
+            ),
+            family: Worker::spawn("attnscope-model-family", ctx.clone(), answering(quality_of)),
             sink: Worker::spawn("attnscope-model-sink", ctx, |run: Arc<Run>, ctl| {
                 let s = run.pass.sink_mass(SINK_TOKENS);
                 (!ctl.cancelled()).then_some((run, s))
