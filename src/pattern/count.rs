@@ -126,6 +126,7 @@ pub(super) fn count_grid(p: &Pattern, ys: &[usize], xs: &[usize], counts: &mut [
     // Pieces of [lo, hi): sorted cut points including both ends, and per piece the mask of
     // conjunctions its row-only (or column-only) atoms allow; None past MAX_PIECES.
     let separable = p.dnf.separable();
+    let same_blocks = p.dnf.same_blocks();
     let pieces = |rows: bool, lo: usize, hi: usize| -> Option<(Vec<u64>, Vec<u64>)> {
         let mut v = vec![lo as u64, hi as u64];
         if !p.dnf.cuts(rows, lo as u64, hi as u64, MAX_PIECES, &mut v) {
@@ -171,7 +172,17 @@ pub(super) fn count_grid(p: &Pattern, ys: &[usize], xs: &[usize], counts: &mut [
                                 let (a0, a1, b0, b1) =
                                     (r[0] as usize, r[1] as usize, c[0] as usize, c[1] as usize);
                                 let mask = if separable {
-                                    row_mask & col_mask
+                                    // A piece lies inside one block row and column of every
+                                    // same-block atom (its edges are cuts).
+                                    same_blocks
+                                        .iter()
+                                        .fold(row_mask & col_mask, |m, &(bit, l)| {
+                                            if a0 as u64 / l == b0 as u64 / l {
+                                                m
+                                            } else {
+                                                m & !bit
+                                            }
+                                        })
                                 } else {
                                     p.dnf.reduce_at(a0, b0)
                                 };

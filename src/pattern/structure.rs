@@ -287,15 +287,26 @@ impl Dnf {
     /// The conjunctions that survive in a piece where every non-Toeplitz atom is constant
     /// (evaluated at the piece's corner `(i, j)`), as a bit mask, plus whether one of them
     /// became "every cell" (then the piece is full up to its Toeplitz atoms).
-    /// Whether every non-Toeplitz atom depends on the row alone or the column alone (no
-    /// same-block or block-table atom): then [`Self::reduce_at`]`(i, j)` is
-    /// `row_mask(i) & col_mask(j)`.
+    /// Whether no atom is a block table: then [`Self::reduce_at`]`(i, j)` is
+    /// `row_mask(i) & col_mask(j)` with, for every `(bit, l)` of [`Self::same_blocks`], the bit
+    /// cleared where `⌊i/l⌋ ≠ ⌊j/l⌋`.
     pub(super) fn separable(&self) -> bool {
-        self.conjs.iter().all(|c| {
-            c.atoms
-                .iter()
-                .all(|a| !matches!(a, Atom::SameBlock { .. } | Atom::Blocks(_)))
-        })
+        self.conjs
+            .iter()
+            .all(|c| c.atoms.iter().all(|a| !matches!(a, Atom::Blocks(_))))
+    }
+
+    /// The same-block atoms, as `(conjunction bit, block length)`.
+    pub(super) fn same_blocks(&self) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for (x, c) in self.conjs.iter().enumerate() {
+            for a in &c.atoms {
+                if let Atom::SameBlock { l } = a {
+                    out.push((1u64 << x, *l));
+                }
+            }
+        }
+        out
     }
 
     /// The conjunctions whose row-only atoms (`Rows`) allow query `i`, as a bit mask.
