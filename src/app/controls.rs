@@ -359,29 +359,32 @@ pub fn load_qkv(shared: &mut Shared) {
             None => return,
         }
     }
-    match crate::inputs::load_qkv(&paths[0], &paths[1], &paths[2]) {
-        Ok(q) => {
-            let n = q.n();
-            let names: Vec<String> = paths
-                .iter()
-                .map(|p| {
-                    p.file_name().map_or_else(
-                        || p.display().to_string(),
-                        |f| f.to_string_lossy().into_owned(),
-                    )
-                })
-                .collect();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.file_name().map_or_else(
+                || p.display().to_string(),
+                |f| f.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let loaded =
+        crate::inputs::load_qkv(&paths[0], &paths[1], &paths[2]).map_err(|e| e.to_string());
+    take_loaded(shared, loaded.map(|q| (q, names)));
+}
+
+/// Uses Q, K, V read from `.npy` files (named `names`) as the input, or shows why they could
+/// not be read (the desktop's dialogs and the browser's file chooser both end here).
+pub fn take_loaded(shared: &mut Shared, loaded: Result<(crate::inputs::Qkv, Vec<String>), String>) {
+    match loaded {
+        Ok((q, names)) => {
             shared.info(format!(
-                "loaded Q, K, V ({}), n = {n}, d = {}",
+                "loaded Q, K, V ({}), n = {}, d = {}",
                 names.join(", "),
+                q.n(),
                 q.d()
             ));
-            shared.loaded = Some((std::sync::Arc::new(q), names.join(", ")));
-            shared.load_error = None;
-            shared.settings.input = InputChoice::Loaded;
-            if n <= crate::APP_MAX_N {
-                shared.settings.params.n = n;
-            }
+            shared.use_input(q, names.join(", "));
         }
         Err(e) => {
             let msg = format!("could not load Q, K, V: {e}");

@@ -246,6 +246,18 @@ impl Shared {
         });
     }
 
+    /// Makes `qkv` (named `name`) the sample input of the Kernels and Attention views, with
+    /// n set to its length when the app accepts it.
+    pub fn use_input(&mut self, qkv: crate::inputs::Qkv, name: String) {
+        let n = qkv.n();
+        self.loaded = Some((Arc::new(qkv), name));
+        self.load_error = None;
+        self.settings.input = InputChoice::Loaded;
+        if n <= crate::APP_MAX_N {
+            self.settings.params.n = n;
+        }
+    }
+
     /// The problem attached to control `flag`, if any.
     pub fn problem(&self, flag: &str) -> Option<&str> {
         self.problems

@@ -15,7 +15,7 @@
 //! its own worker thread and restarts when the pattern changes (README "The Model tab").
 
 use super::worker::{Job, Worker};
-use super::{FileRequest, InputChoice, Shared, View};
+use super::{FileRequest, Shared, View};
 use crate::analysis::{self, DensePass, LayerMass, Progress, Quality};
 use crate::model::{self, Model, ModelError, Tokens};
 use crate::pattern::{Pattern, PatternParams};
@@ -1080,10 +1080,7 @@ impl ModelView {
                     Ok(qkv) => {
                         let name = format!("model head {layer}.{head}");
                         let (n, d) = (qkv.n(), qkv.d());
-                        shared.loaded = Some((Arc::new(qkv), name.clone()));
-                        shared.load_error = None;
-                        shared.settings.input = InputChoice::Loaded;
-                        shared.settings.params.n = n;
+                        shared.use_input(qkv, name.clone());
                         shared.settings.d = d;
                         shared.info(format!(
                             "input: {name} (n = {n}, d = {d}): the Kernels and Attention views run on it"

@@ -12,7 +12,7 @@
 
 use crate::app::dialogs::{self, Notice};
 use crate::app::worker::Job;
-use crate::app::{AttnApp, FilePicker, FileRequest, InputChoice, Shared};
+use crate::app::{AttnApp, FilePicker, FileRequest, Shared};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -320,27 +320,7 @@ pub fn deliver_files(shared: &mut Shared) {
         qkv.validate().map_err(|e| e.to_string())?;
         Ok((qkv, names))
     });
-    match loaded {
-        Ok((q, names)) => {
-            let n = q.n();
-            shared.info(format!(
-                "loaded Q, K, V ({}), n = {n}, d = {}",
-                names.join(", "),
-                q.d()
-            ));
-            shared.loaded = Some((std::sync::Arc::new(q), names.join(", ")));
-            shared.load_error = None;
-            shared.settings.input = InputChoice::Loaded;
-            if n <= crate::APP_MAX_N {
-                shared.settings.params.n = n;
-            }
-        }
-        Err(e) => {
-            let msg = format!("could not load Q, K, V: {e}");
-            shared.error(msg.clone());
-            shared.load_error = Some(msg);
-        }
-    }
+    crate::app::controls::take_loaded(shared, loaded);
 }
 
 /// Offers `bytes` as a download called `name` (a Blob behind a clicked `<a download>`).
