@@ -10,9 +10,9 @@
 //! quality of a pattern costs one more pass ([`quality_against`]).
 
 use super::mass::{head_probabilities, layer_mass, query_mass, LayerMass};
-use super::{cosine, for_model, mean_pool, next_token_loss, pass, Progress, Quality};
+use super::{cosine, for_model, mean_pool, next_token_loss, pass, Observe, Progress, Quality};
 use crate::inputs::Qkv;
-use crate::model::{Attention, Hooks, Model, ModelError, ModelInfo};
+use crate::model::{Attention, Model, ModelError, ModelInfo};
 use crate::pattern::Pattern;
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
 
@@ -73,40 +73,27 @@ pub fn dense_pass(
             "a decoder needs at least 2 tokens: the loss is over positions 1 … n−1".into(),
         ));
     }
-    struct Keep<'a> {
-        layers: Vec<LayerInputs>,
-        progress: &'a dyn Progress,
-        total: usize,
-    }
-    impl Hooks for Keep<'_> {
-        fn on_attention(
-            &mut self,
-            layer: usize,
-            q: ArrayView3<'_, f32>,
-            k: ArrayView3<'_, f32>,
-            v: ArrayView3<'_, f32>,
-        ) {
-            self.layers.push(LayerInputs {
+    let mut layers = Vec::with_capacity(info.layers);
+    let mut keep = Observe {
+        progress,
+        before: 0,
+        total: info.layers,
+        observe: |_: usize,
+                  q: ArrayView3<'_, f32>,
+                  k: ArrayView3<'_, f32>,
+                  v: ArrayView3<'_, f32>| {
+            layers.push(LayerInputs {
                 q: q.to_owned(),
                 k: k.to_owned(),
                 v: v.to_owned(),
             });
-            self.progress.step(layer + 1, self.total);
-        }
-        fn cancelled(&self) -> bool {
-            self.progress.cancelled()
-        }
-    }
-    let mut keep = Keep {
-        layers: Vec::with_capacity(info.layers),
-        progress,
-        total: info.layers,
+        },
     };
     let hidden = model.forward(ids, Attention::Dense, &mut keep)?;
     let reference = reference(model, hidden.view(), ids)?;
     Ok(DensePass {
         info,
-        layers: keep.layers,
+        layers,
         reference,
     })
 }

@@ -862,7 +862,13 @@ impl ModelView {
                 );
             } else {
                 let max_tokens = shared.settings.model_max_tokens;
-                let stale = self.run.as_ref().map(|r| &r.job) != self.run_job(max_tokens).as_ref();
+                // Compared in place: no copy of the text per frame.
+                let chosen = self.chosen.and_then(|c| self.models.get(c)).map(|m| &m.path);
+                let stale = self.run.as_ref().is_some_and(|r| {
+                    Some(&r.job.path) != chosen
+                        || *r.job.text != self.text
+                        || r.job.max_tokens != max_tokens
+                });
                 let run = ui.add_enabled(self.chosen.is_some(), egui::Button::new("Run"));
                 if run
                     .on_hover_text("Run the model densely over the text (kept for every pattern)")
@@ -870,7 +876,7 @@ impl ModelView {
                 {
                     self.start(max_tokens);
                 }
-                if stale && self.run.is_some() {
+                if stale {
                     ui.weak("(text or model changed: press Run)");
                 }
             }
