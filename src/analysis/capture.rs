@@ -9,7 +9,7 @@
 //! [`super::quality`]: the loss of a decoder or the pooled embedding of an encoder, so the
 //! quality of a pattern costs one more pass ([`quality_against`]).
 
-use super::mass::{head_probabilities, layer_mass, query_mass, LayerMass};
+use super::mass::{head_probabilities, layer_mass, LayerMass};
 use super::{cosine, for_model, mean_pool, next_token_loss, pass, Observe, Progress, Quality};
 use crate::inputs::Qkv;
 use crate::model::{Attention, Model, ModelError, ModelInfo};
@@ -160,24 +160,6 @@ impl DensePass {
         Ok(head_probabilities(
             x.q.index_axis(Axis(0), head),
             x.k.index_axis(Axis(0), self.kv_head(head)),
-            self.info.causal,
-        ))
-    }
-
-    /// Per-query mass kept by `p` (∩ causal for a decoder) on one head.
-    pub fn query_mass(
-        &self,
-        layer: usize,
-        head: usize,
-        p: &Pattern,
-    ) -> Result<Vec<f64>, ModelError> {
-        self.check(layer, head)?;
-        let p = self.pattern(p)?;
-        let x = &self.layers[layer];
-        Ok(query_mass(
-            x.q.index_axis(Axis(0), head),
-            x.k.index_axis(Axis(0), self.kv_head(head)),
-            &p,
             self.info.causal,
         ))
     }

@@ -81,20 +81,22 @@ pub fn query_mass(
         .flat_map_iter(|&t0| {
             let rows = t0..(t0 + TILE).min(n);
             let probs = prob_tile(q, k, rows.clone(), causal);
-            let mut keys = Vec::new();
-            let mut out = Vec::with_capacity(rows.len());
-            for (r, i) in rows.enumerate() {
-                p.row_keys(i, &mut keys);
-                let row = probs.row(r);
-                let mass: f64 = keys
-                    .iter()
-                    .map(|&j| j as usize)
-                    .filter(|&j| !causal || j <= i)
-                    .map(|j| row[j] as f64)
-                    .sum();
-                out.push(mass.min(1.0));
-            }
-            out
+            rows_mass(probs.view(), rows.start, p)
+        })
+        .collect()
+}
+
+/// Per-query mass kept by `p` given dense probabilities `probs` of queries `i0 ..` (row =
+/// query; keys a causal head does not see are 0, so they add nothing).
+pub fn rows_mass(probs: ArrayView2<'_, f32>, i0: usize, p: &Pattern) -> Vec<f64> {
+    let mut keys = Vec::new();
+    probs
+        .outer_iter()
+        .enumerate()
+        .map(|(r, row)| {
+            p.row_keys(i0 + r, &mut keys);
+            let mass: f64 = keys.iter().map(|&j| row[j as usize] as f64).sum();
+            mass.min(1.0)
         })
         .collect()
 }

@@ -20,7 +20,7 @@ mod mass;
 pub use capture::{
     dense_pass, quality_against, reference, tradeoff_family, DensePass, LayerInputs, Reference,
 };
-pub use mass::{head_probabilities, query_mass, DistanceProfile, HeadMass, LayerMass};
+pub use mass::{head_probabilities, query_mass, rows_mass, DistanceProfile, HeadMass, LayerMass};
 
 use crate::inputs::Qkv;
 use crate::model::{Attention, Hooks, Model, ModelError, ModelInfo};

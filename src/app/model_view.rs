@@ -211,10 +211,8 @@ fn head_image(job: &PatternJob<HeadLook>, ctl: &Job) -> Result<HeadShown, String
     if ctl.cancelled() {
         return Err("cancelled".into());
     }
-    let query_mass = run
-        .pass
-        .query_mass(look.layer, look.head, &p)
-        .map_err(|e| describe(&e))?;
+    // From the probabilities already computed, not a second pass over q and k.
+    let query_mass = analysis::rows_mass(probs.view(), 0, &p);
     ctl.set_progress(700);
     let n = probs.nrows();
     let side = n.min(HEAD_SIDE);
