@@ -403,6 +403,7 @@ mod tests {
                     min_ms: f64::NAN,
                     flops_useful: 1024,
                     flops_executed: 1024,
+                    flops_computed: 1024,
                     gflops_useful: f64::NAN,
                     speedup_vs_dense: None,
                     max_rel_err: f64::NAN,

@@ -537,8 +537,25 @@ fn kernels_view_runs_every_kernel_and_shows_the_flop_ratio() {
         assert!(has_label(&h, k), "row of kernel {k}");
     }
     // n = 64, sparse(4, 3): dense executes 4096 cells for 1396 useful ones.
-    // 2.93 = 4096 / 1396 three times: executed / useful of dense and masked, and dense / executed of csr.
-    assert_eq!(h.query_all_by_label("2.93").count(), 3);
+    // 2.93 = 4096 / 1396 six times: executed / useful and computed / useful of dense, masked
+    // and block (B = 16: every block of sparse(4, 3) holds an allowed cell).
+    assert_eq!(h.query_all_by_label("2.93").count(), 6);
+    // permuted: the cells it reports computing (the kernel tests check them against the count
+    // taken while it runs).
+    let p = PatternParams::new(PatternKind::Sparse, 64)
+        .stride(4)
+        .window(3)
+        .build()
+        .expect("pattern");
+    let permuted =
+        attnscope::kernel::computed_cells(attnscope::kernel::KernelKind::Permuted, &p, 64);
+    let ratio = format!("{:.2}", permuted as f64 / 1396.0);
+    // Its executed and computed cells are the same count (no contract figure of its own).
+    assert_eq!(
+        h.query_all_by_label(&ratio).count(),
+        2,
+        "permuted computed / useful {ratio}"
+    );
     assert!(
         h.query_all_by_label("1.00").count() >= 1,
         "csr executes only useful cells"

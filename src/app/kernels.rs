@@ -415,7 +415,7 @@ impl View for KernelsView {
         ui.add_space(6.0);
         egui::Grid::new("kernel-table")
             .striped(true)
-            .num_columns(8)
+            .num_columns(9)
             .spacing([18.0, 4.0])
             .show(ui, |ui| {
                 for h in [
@@ -425,6 +425,7 @@ impl View for KernelsView {
                     ("speedup vs dense", "Dense kernel's median time / this kernel's"),
                     ("dense FLOPs / executed", "How much less work than dense this kernel does: the speedup it could reach"),
                     ("executed / useful", "Work wasted on masked-out cells (1.00 = none)"),
+                    ("computed / useful", "Cells the inner loops actually scored, counted while the kernel ran: whole 16-key panels and groups of 4 rows"),
                     ("max rel. error", "max |O − ref| / max |ref| on sampled rows, vs the f64 reference"),
                     ("note", ""),
                 ] {
@@ -453,11 +454,13 @@ impl View for KernelsView {
                         Some(df) if r.flops_executed > 0 => format!("{:.2}×", df / r.flops_executed as f64),
                         _ => "—".into(),
                     });
-                    ui.monospace(if r.flops_useful > 0 && r.flops_executed > 0 {
-                        format!("{:.2}", r.flops_executed as f64 / r.flops_useful as f64)
-                    } else {
-                        "—".into()
-                    });
+                    for flops in [r.flops_executed, r.flops_computed] {
+                        ui.monospace(if r.flops_useful > 0 && flops > 0 {
+                            format!("{:.2}", flops as f64 / r.flops_useful as f64)
+                        } else {
+                            "—".into()
+                        });
+                    }
                     ui.monospace(if r.max_rel_err.is_finite() {
                         format!("{:.1e}", r.max_rel_err)
                     } else {

@@ -7,11 +7,12 @@
 //! tile is never touched.
 
 use super::engine::{chunk, chunks, dispatch, range_word, Arith, Cells, Packed, TileState, Work};
-use super::{block_cells, AttentionKernel, KernelError, KernelKind};
+use super::{block_cells, padded_rows, panel_keys, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::{BlockKind, BlockLayout, Pattern};
 use ndarray::Array2;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The block-sparse kernel with block size `block`.
 pub(crate) struct Block {
@@ -30,10 +31,11 @@ struct BlockRow<'p, 'a, 'o> {
 }
 
 impl Work for BlockRow<'_, '_, '_> {
-    type Out = ();
+    /// Score cells computed.
+    type Out = u64;
 
     #[inline(always)]
-    fn run<A: Arith>(self) {
+    fn run<A: Arith>(self) -> u64 {
         let d = self.pk.d;
         let rows = self.layout.rows_of(self.bi);
         let nr = rows.len();
@@ -87,6 +89,7 @@ impl Work for BlockRow<'_, '_, '_> {
             }
         }
         st.finish(self.out, d);
+        st.cells
     }
 }
 
@@ -99,15 +102,36 @@ impl AttentionKernel for Block {
         block_cells(p, self.block)
     }
 
-    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+    fn computed_cells(&self, p: &Pattern) -> Result<u64, KernelError> {
+        // Every visited tile: its rows padded to groups of 4 × the panels of its keys (tiles
+        // whose edges are not panel-aligned each compute their shared panel).
+        let layout = BlockLayout::build(p, self.block)?;
+        let b = self.block;
+        let mut total = 0u64;
+        for bi in 0..p.n().div_ceil(b) {
+            let rows = padded_rows(layout.rows_of(bi).len());
+            for (bj, _, _) in layout.row(bi) {
+                total += rows * panel_keys(bj * b, ((bj + 1) * b).min(p.n()));
+            }
+        }
+        Ok(total)
+    }
+
+    fn forward_counted(
+        &self,
+        p: &Pattern,
+        qkv: &Qkv,
+        scale: f32,
+    ) -> Result<(Array2<f32>, u64), KernelError> {
         let layout = BlockLayout::build(p, self.block)?;
         let (n, d) = qkv.q.dim();
         let pk = Packed::new(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale);
         let mut out = vec![0f32; n * d];
+        let cells = AtomicU64::new(0);
         out.par_chunks_mut(self.block * d)
             .enumerate()
             .for_each_init(Vec::new, |keys, (bi, o)| {
-                dispatch(BlockRow {
+                let c = dispatch(BlockRow {
                     pk: &pk,
                     p,
                     layout: &layout,
@@ -115,7 +139,9 @@ impl AttentionKernel for Block {
                     out: o,
                     keys,
                 });
+                cells.fetch_add(c, Ordering::Relaxed);
             });
-        Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
+        let out = Array2::from_shape_vec((n, d), out).expect("n × d output");
+        Ok((out, cells.into_inner()))
     }
 }

@@ -15,13 +15,14 @@ use crate::inputs::Qkv;
 use crate::pattern::Pattern;
 use ndarray::Array2;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The CSR (gather) kernel.
 pub(crate) struct Csr;
 
 /// Lanes of the dot-product accumulators.
 const LANES: usize = 16;
-/// Keys scored together.
+/// Keys scored together (sharing the loads of q).
 const KEYS: usize = 4;
 
 /// Rows `i0 .. i0 + out.len() / d`.
@@ -34,10 +35,10 @@ struct CsrRows<'p, 'a, 'o> {
     keys: &'p mut Vec<u32>,
 }
 
-/// `q · k` over d with 16-lane accumulators.
+/// `q · k` over d for `N` keys with 16-lane accumulators.
 #[inline(always)]
-fn dot4<A: Arith>(q: &[f32], k: [&[f32]; KEYS], d: usize) -> [f32; KEYS] {
-    let mut acc = [[0f32; LANES]; KEYS];
+fn dot<A: Arith, const N: usize>(q: &[f32], k: [&[f32]; N], d: usize) -> [f32; N] {
+    let mut acc = [[0f32; LANES]; N];
     let full = d / LANES * LANES;
     let mut c = 0;
     while c < full {
@@ -50,8 +51,8 @@ fn dot4<A: Arith>(q: &[f32], k: [&[f32]; KEYS], d: usize) -> [f32; KEYS] {
         }
         c += LANES;
     }
-    let mut s = [0f32; KEYS];
-    for t in 0..KEYS {
+    let mut s = [0f32; N];
+    for t in 0..N {
         let mut total: f32 = acc[t].iter().sum();
         for c in full..d {
             total = A::fma(q[c], k[t][c], total);
@@ -62,16 +63,19 @@ fn dot4<A: Arith>(q: &[f32], k: [&[f32]; KEYS], d: usize) -> [f32; KEYS] {
 }
 
 impl Work for CsrRows<'_, '_, '_> {
-    type Out = ();
+    /// Score cells computed: the rows' keys.
+    type Out = u64;
 
     #[inline(always)]
-    fn run<A: Arith>(self) {
+    fn run<A: Arith>(self) -> u64 {
         let d = self.pk.d;
         let v = &self.pk.v;
         let mut acc = vec![0f32; d];
+        let mut cells = 0u64;
         for (r, o) in self.out.chunks_exact_mut(d).enumerate() {
             let i = self.i0 + r;
             self.p.row_keys(i, self.keys);
+            cells += self.keys.len() as u64;
             let q = &self.pk.qs[i * d..(i + 1) * d];
             #[cfg(target_arch = "x86_64")]
             if A::AVX512 {
@@ -84,11 +88,17 @@ impl Work for CsrRows<'_, '_, '_> {
             let mut m = f32::NEG_INFINITY;
             let mut l = 0f32;
             for js in self.keys.chunks(KEYS) {
-                let rows: [&[f32]; KEYS] = std::array::from_fn(|t| {
-                    let j = js[t.min(js.len() - 1)] as usize;
-                    &self.k[j * d..(j + 1) * d]
-                });
-                let s = dot4::<A>(q, rows, d);
+                // Four keys share the loads of q; a last group of 1 … 3 keys is scored one
+                // key at a time, so exactly the row's keys are scored.
+                let key = |t: usize| &self.k[js[t] as usize * d..(js[t] as usize + 1) * d];
+                let mut s = [0f32; KEYS];
+                if js.len() == KEYS {
+                    s = dot::<A, KEYS>(q, std::array::from_fn(key), d);
+                } else {
+                    for (t, x) in s.iter_mut().enumerate().take(js.len()) {
+                        *x = dot::<A, 1>(q, [key(t)], d)[0];
+                    }
+                }
                 let live = js.len();
                 let mx = s[..live].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let m_new = m.max(mx);
@@ -118,6 +128,7 @@ impl Work for CsrRows<'_, '_, '_> {
                 o.fill(0.0);
             }
         }
+        cells
     }
 }
 
@@ -130,16 +141,26 @@ impl AttentionKernel for Csr {
         Ok(p.nnz())
     }
 
-    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+    fn computed_cells(&self, p: &Pattern) -> Result<u64, KernelError> {
+        Ok(p.nnz())
+    }
+
+    fn forward_counted(
+        &self,
+        p: &Pattern,
+        qkv: &Qkv,
+        scale: f32,
+    ) -> Result<(Array2<f32>, u64), KernelError> {
         let (n, d) = qkv.q.dim();
         let pk = Packed::new(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale);
         let k_std = qkv.k.as_standard_layout();
         let k = k_std.as_slice().expect("standard layout");
         let mut out = vec![0f32; n * d];
+        let cells = AtomicU64::new(0);
         out.par_chunks_mut(TILE_ROWS * d)
             .enumerate()
             .for_each_init(Vec::new, |keys, (t, o)| {
-                dispatch(CsrRows {
+                let c = dispatch(CsrRows {
                     pk: &pk,
                     k,
                     p,
@@ -147,7 +168,9 @@ impl AttentionKernel for Csr {
                     out: o,
                     keys,
                 });
+                cells.fetch_add(c, Ordering::Relaxed);
             });
-        Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
+        let out = Array2::from_shape_vec((n, d), out).expect("n × d output");
+        Ok((out, cells.into_inner()))
     }
 }

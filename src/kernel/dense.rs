@@ -9,11 +9,12 @@
 use super::engine::{
     chunk, chunks, dispatch, Arith, Cells, Packed, TileState, Work, CHUNK, TILE_ROWS,
 };
-use super::{AttentionKernel, KernelError, KernelKind};
+use super::{padded_rows, panel_keys, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::Pattern;
 use ndarray::Array2;
 use rayon::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The dense kernel (ignores the pattern).
 pub(crate) struct Dense;
@@ -31,10 +32,11 @@ struct DenseTile<'p, 'a, 'o> {
 }
 
 impl Work for DenseTile<'_, '_, '_> {
-    type Out = ();
+    /// Score cells computed.
+    type Out = u64;
 
     #[inline(always)]
-    fn run<A: Arith>(self) {
+    fn run<A: Arith>(self) -> u64 {
         let d = self.pk.d;
         let rows = self.out.len() / d;
         let mut st = TileState::new(rows, d);
@@ -60,16 +62,22 @@ impl Work for DenseTile<'_, '_, '_> {
             }
         }
         st.finish(self.out, d);
+        st.cells
     }
 }
 
 /// Runs every query tile of `qkv` in parallel; `mask_of(i0, rows, buf)` fills the bit sets of
 /// a tile (or returns false for no mask).
-fn run_tiles(qkv: &Qkv, scale: f32, masked: Option<&Pattern>) -> Result<Array2<f32>, KernelError> {
+fn run_tiles(
+    qkv: &Qkv,
+    scale: f32,
+    masked: Option<&Pattern>,
+) -> Result<(Array2<f32>, u64), KernelError> {
     let (n, d) = qkv.q.dim();
     let pk = Packed::new(qkv.q.view(), qkv.k.view(), qkv.v.view(), scale);
     let mut out = vec![0f32; n * d];
     let per_row = n.div_ceil(CHUNK);
+    let cells = AtomicU64::new(0);
     out.par_chunks_mut(TILE_ROWS * d).enumerate().for_each_init(
         || (Vec::<u64>::new(), Vec::<u32>::new()),
         |(bits, keys), (t, o)| {
@@ -87,15 +95,27 @@ fn run_tiles(qkv: &Qkv, scale: f32, masked: Option<&Pattern>) -> Result<Array2<f
                 }
                 (bits.as_slice(), per_row)
             });
-            dispatch(DenseTile {
+            let c = dispatch(DenseTile {
                 pk: &pk,
                 i0,
                 out: o,
                 mask,
             });
+            cells.fetch_add(c, Ordering::Relaxed);
         },
     );
-    Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
+    let out = Array2::from_shape_vec((n, d), out).expect("n × d output");
+    Ok((out, cells.into_inner()))
+}
+
+/// Cells [`run_tiles`] computes: every tile's rows (padded to groups of 4) × every key
+/// (padded to whole panels).
+fn tile_cells(n: usize) -> u64 {
+    let tiles = (0..n).step_by(TILE_ROWS);
+    tiles
+        .map(|i0| padded_rows((n - i0).min(TILE_ROWS)))
+        .sum::<u64>()
+        * panel_keys(0, n)
 }
 
 impl AttentionKernel for Dense {
@@ -107,7 +127,16 @@ impl AttentionKernel for Dense {
         Ok(p.n() as u64 * p.n() as u64)
     }
 
-    fn forward(&self, _p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+    fn computed_cells(&self, p: &Pattern) -> Result<u64, KernelError> {
+        Ok(tile_cells(p.n()))
+    }
+
+    fn forward_counted(
+        &self,
+        _p: &Pattern,
+        qkv: &Qkv,
+        scale: f32,
+    ) -> Result<(Array2<f32>, u64), KernelError> {
         run_tiles(qkv, scale, None)
     }
 }
@@ -121,7 +150,16 @@ impl AttentionKernel for Masked {
         Ok(p.n() as u64 * p.n() as u64)
     }
 
-    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+    fn computed_cells(&self, p: &Pattern) -> Result<u64, KernelError> {
+        Ok(tile_cells(p.n()))
+    }
+
+    fn forward_counted(
+        &self,
+        p: &Pattern,
+        qkv: &Qkv,
+        scale: f32,
+    ) -> Result<(Array2<f32>, u64), KernelError> {
         run_tiles(qkv, scale, Some(p))
     }
 }

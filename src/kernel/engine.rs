@@ -213,6 +213,10 @@ pub(crate) struct TileState {
     pub l: Vec<f32>,
     /// Unnormalised output, `padded rows × d`.
     pub acc: Vec<f32>,
+    /// Score cells computed so far through this state, padding included: [`GROUP`] rows ×
+    /// the panels of every micro-kernel call (kept across [`TileState::reset`]; the kernels
+    /// add it up to report what they counted, see `AttentionKernel::forward_counted`).
+    pub cells: u64,
 }
 
 impl TileState {
@@ -224,6 +228,7 @@ impl TileState {
             m: vec![f32::NEG_INFINITY; padded],
             l: vec![0.0; padded],
             acc: vec![0.0; padded * d],
+            cells: 0,
         }
     }
 
@@ -312,6 +317,7 @@ pub(crate) fn chunk<A: Arith>(
             bits = Some(b.map(|w| w >> shift));
         }
         let np = (ghi - gja).div_ceil(PANEL);
+        st.cells += (GROUP * np * PANEL) as u64;
         let args = GroupArgs {
             pk,
             q_row: q_row0 + g * GROUP,

@@ -125,7 +125,7 @@ pub enum KernelError {
         input_n: usize,
     },
     /// The kernel does not handle this pattern.
-    #[error("kernel {kernel} does not handle the pattern {pattern}; it runs local, atrous, sparse, strided and dense patterns (use csr or block)")]
+    #[error("kernel {kernel} does not handle the pattern {pattern}; it runs unions of one band, residue classes and up to 4096 sink columns, optionally & causal: local, atrous, sparse, strided, dense, with sinks (use csr or block)")]
     Unsupported {
         /// Kernel name.
         kernel: &'static str,
@@ -158,12 +158,31 @@ pub trait AttentionKernel: Send + Sync {
     /// Which kernel this is.
     fn kind(&self) -> KernelKind;
 
-    /// Score cells this kernel computes for `p` (executed FLOPs = 4 · d · cells, docs/contract.md §2).
+    /// Score cells this kernel executes for `p` as the contract counts them (executed FLOPs
+    /// = 4 · d · cells, docs/contract.md §2): n² for dense and masked, nnz for csr, the cells
+    /// of the visited blocks for block, and for permuted the cells it computes
+    /// ([`AttentionKernel::computed_cells`]).
     fn executed_cells(&self, p: &Pattern) -> Result<u64, KernelError>;
 
-    /// `softmax(scale · Q Kᵀ + mask) V` as `(n, d)`; `qkv` is validated and matches `p.n()`,
+    /// Score cells [`AttentionKernel::forward_counted`] computes for `p`, exactly, padding
+    /// included: the micro-kernels score 4 query rows × whole 16-key panels, so a tile's
+    /// last rows and a range's partial panels count in full.
+    fn computed_cells(&self, p: &Pattern) -> Result<u64, KernelError>;
+
+    /// `softmax(scale · Q Kᵀ + mask) V` as `(n, d)`, and the score cells the inner loops
+    /// actually computed (counted as they run); `qkv` is validated and matches `p.n()`,
     /// `scale` is finite.
-    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError>;
+    fn forward_counted(
+        &self,
+        p: &Pattern,
+        qkv: &Qkv,
+        scale: f32,
+    ) -> Result<(Array2<f32>, u64), KernelError>;
+
+    /// [`AttentionKernel::forward_counted`]'s output alone.
+    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+        Ok(self.forward_counted(p, qkv, scale)?.0)
+    }
 }
 
 /// The implementation of `kind`; `block` is the tile size of the block kernel.
@@ -214,6 +233,21 @@ pub fn run_kernel(
     kernel(kind, block).forward(p, qkv, scale)
 }
 
+/// [`run_kernel`], also returning the score cells the kernel's inner loops computed.
+pub fn run_kernel_counted(
+    kind: KernelKind,
+    p: &Pattern,
+    qkv: &Qkv,
+    scale: Option<f32>,
+    block: usize,
+) -> Result<(Array2<f32>, u64), KernelError> {
+    check(p, qkv)?;
+    check_plan(kind, p, block)?;
+    check_memory(kind, qkv.n(), qkv.d())?;
+    let scale = effective_scale(scale, qkv.d())?;
+    kernel(kind, block).forward_counted(p, qkv, scale)
+}
+
 /// Checks, before any work, that kernel `kind` can lay out `p` within its memory limits (the
 /// block kernel's tile list, [`crate::pattern::check_layout`]).
 pub fn check_plan(kind: KernelKind, p: &Pattern, block: usize) -> Result<(), KernelError> {
@@ -234,9 +268,28 @@ pub fn check_memory(kind: KernelKind, n: usize, d: usize) -> Result<(), KernelEr
     Ok(())
 }
 
-/// Score cells kernel `kind` computes on `p` (0 when it cannot run `p`).
+/// Score cells kernel `kind` executes on `p` as the contract counts them (0 when it cannot
+/// run `p`).
 pub fn executed_cells(kind: KernelKind, p: &Pattern, block: usize) -> u64 {
     kernel(kind, block).executed_cells(p).unwrap_or(0)
+}
+
+/// Score cells kernel `kind` computes on `p`, padding included (0 when it cannot run `p`).
+pub fn computed_cells(kind: KernelKind, p: &Pattern, block: usize) -> u64 {
+    kernel(kind, block).computed_cells(p).unwrap_or(0)
+}
+
+/// Rows `rows` in groups of [`engine::GROUP`], padded: what the micro-kernels compute.
+fn padded_rows(rows: usize) -> u64 {
+    (rows.div_ceil(engine::GROUP) * engine::GROUP) as u64
+}
+
+/// Keys of the 16-key panels that `[j0, j1)` touches (panels aligned at multiples of 16).
+fn panel_keys(j0: usize, j1: usize) -> u64 {
+    if j1 <= j0 {
+        return 0;
+    }
+    ((j1.div_ceil(engine::PANEL) - j0 / engine::PANEL) * engine::PANEL) as u64
 }
 
 /// Useful FLOPs of one head on `p` (docs/contract.md §2): `4 · d · nnz`.

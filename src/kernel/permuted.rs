@@ -14,13 +14,16 @@
 //!    band `[i0 − w, i1 + w)` (a per-row range mask only on the band's edges), normalises.
 //!
 //! Causal patterns keep `j ≤ i` in both passes. Handles dense (one group), local (band only),
-//! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal).
+//! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal), each also
+//! with `sink(s)` (StreamingLLM's first tokens, s ≤ [`MAX_SINKS`]): the band pass first walks
+//! the sink keys `[0, s)` that neither the band nor the row's residue class already covers,
+//! packed once per task.
 
 use super::engine::{
     chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Cells, Packed, TileState,
-    Work, GROUP, LOG2_E, TILE_ROWS,
+    Work, CHUNK, GROUP, LOG2_E, PANEL, TILE_ROWS,
 };
-use super::{AttentionKernel, KernelError, KernelKind};
+use super::{padded_rows, panel_keys, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
 use crate::pattern::structure::Atom;
 use crate::pattern::Pattern;
@@ -28,6 +31,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The permuted band + residue-group kernel.
 pub(crate) struct Permuted;
@@ -39,6 +43,10 @@ const BAND_ROWS: usize = 16;
 /// Largest residue group whose V rows the group pass reads in place (larger ones are copied).
 const IN_PLACE_V_KEYS: usize = 512;
 
+/// Most sink keys the plan takes (a wider `sink` is a block of global columns, better served
+/// by the block kernel; it also bounds the cost of counting the cells exactly).
+pub(crate) const MAX_SINKS: usize = 4096;
+
 /// How a pattern splits into a band and residue groups.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
@@ -47,16 +55,23 @@ pub(crate) struct Plan {
     k: Option<usize>,
     /// Half-width of the local band.
     w: Option<usize>,
+    /// Sink keys `[0, s)` every query sees (`j ≤ i` too when causal), `1 ≤ s ≤ n`.
+    sinks: Option<usize>,
+    /// Bits at multiples of k below 64: the residue class of a row inside a 64-key chunk is
+    /// this shifted (0 without a residue part).
+    comb: u64,
     causal: bool,
 }
 
 impl Plan {
-    /// The split of `p`, if its structure has one: a union of at most one band `|i − j| ≤ w`
-    /// and residue classes `(i − j) mod k = 0` (dense is `k = 1`), optionally all `& causal`.
+    /// The split of `p`, if its structure has one: a union of at most one band `|i − j| ≤ w`,
+    /// residue classes `(i − j) mod k = 0` (dense is `k = 1`) and sink columns `j < s`,
+    /// optionally all `& causal`.
     pub fn of(p: &Pattern) -> Option<Self> {
         let causal = p.is_causal();
         let mut k: Option<usize> = None;
         let mut w: Option<usize> = None;
+        let mut sinks: Option<usize> = None;
         for c in &p.dnf().conjs {
             let mut main: Option<&Atom> = None;
             for a in &c.atoms {
@@ -89,15 +104,62 @@ impl Plan {
                         Some(_) => return None,
                     };
                 }
+                Some(Atom::Cols { end }) => {
+                    let end = usize::try_from(*end).ok()?.min(p.n());
+                    if end > MAX_SINKS {
+                        return None;
+                    }
+                    sinks = Some(sinks.map_or(end, |s| s.max(end)));
+                }
                 Some(_) => return None,
             }
         }
+        // One residue group (k = 1) already holds every key a sink adds.
+        let sinks = sinks.filter(|&s| s > 0 && k != Some(1));
+        let comb = match k {
+            None => 0,
+            Some(k) => (0..64).step_by(k.min(64)).fold(0u64, |c, x| c | 1 << x),
+        };
         Some(Self {
             n: p.n(),
             k,
             w,
+            sinks,
+            comb,
             causal,
         })
+    }
+
+    /// Whether the band pass runs: there is a band, or sinks.
+    fn band_pass(&self) -> bool {
+        self.w.is_some() || self.sinks.is_some()
+    }
+
+    /// Sink keys `[0, s)` query rows before `i_end` may see (0 without sinks).
+    fn sink_keys(&self, i_end: usize) -> usize {
+        self.sinks
+            .map_or(0, |s| s.min(if self.causal { i_end } else { self.n }))
+    }
+
+    /// Row `i`'s sink keys in the chunk window at `ja`, limited to `[lo, hi)`, that neither the
+    /// band nor the residue groups compute: bit `x` for key `ja + x`.
+    #[inline(always)]
+    fn sink_word(&self, i: usize, ja: usize, lo: usize, hi: usize) -> u64 {
+        let mut word = range_word(ja, lo, hi) & range_word(ja, 0, self.sink_keys(i + 1));
+        if word == 0 {
+            return 0;
+        }
+        if let Some(w) = self.w {
+            let hi_i = if self.causal { i + 1 } else { i + w + 1 };
+            word &= !range_word(ja, i.saturating_sub(w), hi_i);
+        }
+        if let Some(k) = self.k {
+            // Keys j ≡ i (mod k): the group pass holds those outside the band (the band the
+            // rest), so none is a sink key here.
+            let first = (i as i64 - ja as i64).rem_euclid(k as i64) as u32;
+            word &= !self.comb.checked_shl(first).unwrap_or(0);
+        }
+        word
     }
 
     /// Keys `[j0, j1)` of the band pass for query rows `[i0, i1)`.
@@ -139,28 +201,66 @@ impl Plan {
         }
     }
 
-    /// Score cells both passes compute.
+    /// Score cells both passes compute, padding included (what `forward_counted` counts).
     fn cells(&self) -> u64 {
         let mut total = 0u64;
+        // Group pass: every tile of 64 group rows (padded to groups of 4) against its keys
+        // (padded to whole panels), no narrowing.
         for size in self.group_sizes() {
             for m0 in (0..size).step_by(TILE_ROWS) {
                 let m1 = (m0 + TILE_ROWS).min(size);
-                total += ((m1 - m0) * self.group_keys(size, m1)) as u64;
+                total += padded_rows(m1 - m0) * panel_keys(0, self.group_keys(size, m1));
             }
         }
-        // Band tiles are narrowed per group of 4 rows (`Cells::Narrow`): the rows' union of
-        // keys, which is one interval. Tiles start at multiples of BAND_ROWS, so groups at
-        // multiples of GROUP.
-        if self.w.is_some() {
+        // Band pass: band tiles are narrowed per group of 4 rows (`Cells::Narrow`) to the
+        // panels of the rows' union of keys, one interval. Tiles start at multiples of
+        // BAND_ROWS and a task's keys at a multiple of PANEL, so panels are aligned at
+        // multiples of 16 of the token index.
+        if let Some(w) = self.w {
             for a in (0..self.n).step_by(GROUP) {
                 let last = (a + GROUP).min(self.n) - 1;
-                let (j0, _) = self.band_keys(a, a + 1);
-                let (_, j1) = self.band_keys(last, last + 1);
-                total += ((last + 1 - a) * (j1 - j0)) as u64;
+                let hi = if self.causal {
+                    last + 1
+                } else {
+                    (last + w + 1).min(self.n)
+                };
+                total += GROUP as u64 * panel_keys(a.saturating_sub(w), hi);
+            }
+        }
+        // Sink keys, walked per tile as the kernel does (at most MAX_SINKS keys per row).
+        if self.sinks.is_some() {
+            let mut words = [0u64; GROUP];
+            for t0 in (0..self.n).step_by(BAND_ROWS) {
+                let t1 = (t0 + BAND_ROWS).min(self.n);
+                for (ja, lo, hi) in chunks(0, self.sink_keys(t1)) {
+                    for g in (t0..t1).step_by(GROUP) {
+                        for (x, word) in words.iter_mut().enumerate() {
+                            let i = g + x;
+                            *word = if i < t1 {
+                                self.sink_word(i, ja, lo, hi)
+                            } else {
+                                0
+                            };
+                        }
+                        let any = words.iter().fold(0, |a, w| a | w);
+                        total += GROUP as u64 * narrowed_keys(any);
+                    }
+                }
             }
         }
         total
     }
+}
+
+/// Keys of the panels a narrowed micro-kernel call computes for chunk bits `any` (see
+/// `engine::chunk`): from the panel of the first set bit to the last set bit.
+fn narrowed_keys(any: u64) -> u64 {
+    if any == 0 {
+        return 0;
+    }
+    let first = any.trailing_zeros() as usize / PANEL * PANEL;
+    let end = CHUNK - any.leading_zeros() as usize;
+    ((end - first).div_ceil(PANEL) * PANEL) as u64
 }
 
 /// The inputs as row-major `n × d` slices, and `f = scale · log2 e` for Q.
@@ -181,6 +281,8 @@ struct Scratch {
     v: Vec<f32>,
     st: TileState,
     words: Vec<u64>,
+    /// Kᵀ of the sink keys.
+    kt_sink: Vec<f32>,
 }
 
 impl Scratch {
@@ -283,10 +385,11 @@ struct GroupTask<'s, 'a> {
 }
 
 impl Work for GroupTask<'_, '_> {
-    type Out = ();
+    /// Score cells computed.
+    type Out = u64;
 
     #[inline(always)]
-    fn run<A: Arith>(self) {
+    fn run<A: Arith>(self) -> u64 {
         let Self {
             src,
             plan,
@@ -318,6 +421,7 @@ impl Work for GroupTask<'_, '_> {
             scratch.take(keys, d, Cow::Owned(v), d)
         };
         let st = &mut scratch.st;
+        st.cells = 0;
         let e = plan.excluded();
         let causal = plan.causal;
         for t0 in (m0..m1).step_by(TILE_ROWS) {
@@ -351,14 +455,17 @@ impl Work for GroupTask<'_, '_> {
                 unsafe { dst.put(r + k * (t0 + x), st, x) };
             }
         }
+        let cells = st.cells;
         scratch.give(pk);
+        cells
     }
 }
 
 /// A band-pass task: token rows `[i0, i0 + out.len() / d)` in tiles of [`BAND_ROWS`], each
-/// resuming from its rows' group-pass state (if any) and walking the band
-/// `[i − w, i + w]`. Q and Kᵀ of the task's key range are packed into the worker's scratch;
-/// V is read in place.
+/// resuming from its rows' group-pass state (if any), walking its sink keys not covered
+/// otherwise (if any), then the band `[i − w, i + w]`. Q, Kᵀ of the task's key range (from a
+/// multiple of [`PANEL`], so that panels are aligned alike in every task) and Kᵀ of its sink
+/// keys are packed into the worker's scratch; V is read in place.
 struct BandTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
@@ -372,10 +479,11 @@ struct BandTask<'s, 'a> {
 }
 
 impl Work for BandTask<'_, '_> {
-    type Out = ();
+    /// Score cells computed.
+    type Out = u64;
 
     #[inline(always)]
-    fn run<A: Arith>(self) {
+    fn run<A: Arith>(self) -> u64 {
         let Self {
             src,
             plan,
@@ -387,11 +495,24 @@ impl Work for BandTask<'_, '_> {
         } = self;
         let d = src.d;
         let i1 = i0 + out.len() / d;
-        let (base, end) = plan.band_keys(i0, i1);
+        let (first, end) = plan.band_keys(i0, i1);
+        let base = first - first % PANEL;
         gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end);
-        let pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
+        let mut pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
+        // The sink keys, packed on their own: V rows 0 … s − 1 are read in place.
+        let sinks = plan.sink_keys(i1);
+        gather_kt::<A>(&mut scratch.kt_sink, src.k, d, 0..sinks);
+        let mut sk = Packed {
+            n: sinks,
+            d,
+            qs: Vec::new(),
+            kt: std::mem::take(&mut scratch.kt_sink),
+            v: Cow::Borrowed(&src.v[..sinks * d]),
+            v_stride: d,
+        };
         let st = &mut scratch.st;
+        st.cells = 0;
         let w = plan.w.unwrap_or(0);
         let causal = plan.causal;
         for t0 in (i0..i1).step_by(BAND_ROWS) {
@@ -404,24 +525,46 @@ impl Work for BandTask<'_, '_> {
             st.acc[..rows * d].copy_from_slice(o);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
-            // Keys relative to `base`; this tile's queries are rows `t0 − i0 ..` of `pk.qs`.
-            let (j0, j1) = plan.band_keys(t0, t1);
-            for (ja, lo, hi) in chunks(j0 - base, j1 - base) {
-                let range = range_word(ja, lo, hi);
-                let mut all = true;
-                for (x, word) in words.iter_mut().enumerate() {
-                    let i = t0 + x;
-                    let hi_i = if causal { i + 1 } else { i + w + 1 };
-                    let y = range_word(ja, i.saturating_sub(w) - base, hi_i - base) & range;
-                    all &= y == range;
-                    *word = y;
+            // Sink keys first (actual key indices); the tile's queries are rows `t0 − i0 ..`
+            // of the packed Q, lent to the sink panel for the walk.
+            let tile_sinks = plan.sink_keys(t1);
+            if tile_sinks > 0 {
+                std::mem::swap(&mut pk.qs, &mut sk.qs);
+                for (ja, lo, hi) in chunks(0, tile_sinks) {
+                    let range = range_word(ja, lo, hi);
+                    let mut all = true;
+                    for (x, word) in words.iter_mut().enumerate() {
+                        *word = plan.sink_word(t0 + x, ja, lo, hi);
+                        all &= *word == range;
+                    }
+                    let mask = if all { None } else { Some(&*words) };
+                    chunk::<A>(&sk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
                 }
-                let mask = if all { None } else { Some(&*words) };
-                chunk::<A>(&pk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
+                std::mem::swap(&mut pk.qs, &mut sk.qs);
+            }
+            // The band, keys relative to `base`.
+            let (j0, j1) = plan.band_keys(t0, t1);
+            if plan.w.is_some() {
+                for (ja, lo, hi) in chunks(j0 - base, j1 - base) {
+                    let range = range_word(ja, lo, hi);
+                    let mut all = true;
+                    for (x, word) in words.iter_mut().enumerate() {
+                        let i = t0 + x;
+                        let hi_i = if causal { i + 1 } else { i + w + 1 };
+                        let y = range_word(ja, i.saturating_sub(w) - base, hi_i - base) & range;
+                        all &= y == range;
+                        *word = y;
+                    }
+                    let mask = if all { None } else { Some(&*words) };
+                    chunk::<A>(&pk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
+                }
             }
             st.finish(o, d);
         }
+        let cells = st.cells;
+        scratch.kt_sink = sk.kt;
         scratch.give(pk);
+        cells
     }
 }
 
@@ -434,7 +577,16 @@ impl AttentionKernel for Permuted {
         Ok(plan(p)?.cells())
     }
 
-    fn forward(&self, p: &Pattern, qkv: &Qkv, scale: f32) -> Result<Array2<f32>, KernelError> {
+    fn computed_cells(&self, p: &Pattern) -> Result<u64, KernelError> {
+        Ok(plan(p)?.cells())
+    }
+
+    fn forward_counted(
+        &self,
+        p: &Pattern,
+        qkv: &Qkv,
+        scale: f32,
+    ) -> Result<(Array2<f32>, u64), KernelError> {
         let plan = plan(p)?;
         let (n, d) = qkv.q.dim();
         let (q, k, v) = (
@@ -451,7 +603,8 @@ impl AttentionKernel for Permuted {
         };
         // Enough tasks that every worker stays busy; few enough that packing stays small.
         let tasks = 8 * rayon::current_num_threads();
-        let band = plan.w.is_some();
+        let band = plan.band_pass();
+        let cells = AtomicU64::new(0);
         let mut out = vec![0f32; n * d];
         let mut m = vec![f32::NEG_INFINITY; n];
         let mut l = vec![0f32; n];
@@ -470,7 +623,7 @@ impl AttentionKernel for Permuted {
             let dst = TokenRows::new(&mut out, &mut m, &mut l, d, band);
             jobs.into_par_iter()
                 .for_each_init(Scratch::default, |scratch, (r, size, m0, m1)| {
-                    dispatch(GroupTask {
+                    let c = dispatch(GroupTask {
                         src: &src,
                         plan,
                         r,
@@ -479,7 +632,8 @@ impl AttentionKernel for Permuted {
                         m1,
                         scratch,
                         dst: &dst,
-                    })
+                    });
+                    cells.fetch_add(c, Ordering::Relaxed);
                 });
         }
         // Band pass in token order, resuming from the group pass's states.
@@ -490,7 +644,7 @@ impl AttentionKernel for Permuted {
                 .zip(l.par_chunks(rows))
                 .enumerate()
                 .for_each_init(Scratch::default, |scratch, (t, ((o, m), l))| {
-                    dispatch(BandTask {
+                    let c = dispatch(BandTask {
                         src: &src,
                         plan,
                         i0: t * rows,
@@ -498,10 +652,12 @@ impl AttentionKernel for Permuted {
                         m,
                         l,
                         scratch,
-                    })
+                    });
+                    cells.fetch_add(c, Ordering::Relaxed);
                 });
         }
-        Ok(Array2::from_shape_vec((n, d), out).expect("n × d output"))
+        let out = Array2::from_shape_vec((n, d), out).expect("n × d output");
+        Ok((out, cells.into_inner()))
     }
 }
 

@@ -299,16 +299,21 @@ fn executed_cells_follow_spec() {
     assert_eq!(executed_cells(KernelKind::Block, &p, 32), bs.cells_visited);
     let perm = executed_cells(KernelKind::Permuted, &p, 64);
     assert!(perm >= p.nnz() && perm < 90_000, "{perm}");
-    // local(2), n = 64: 16 groups of 4 rows, each computing the union of its rows' keys,
-    // [a − 2, a + 6) ∩ [0, 64): 6 keys for the first and last group, 8 for the others.
+    // local(2), n = 64: 16 groups of 4 rows, each computing the 16-key panels that hold the
+    // union of its rows' keys, [a − 2, a + 6) ∩ [0, 64): two panels for a = 12, 16, 28, 32,
+    // 44, 48 (the union crosses a multiple of 16), one for the other ten.
     let l = PatternParams::new(PatternKind::Local, 64)
         .window(2)
         .build()
         .unwrap();
     assert_eq!(
         executed_cells(KernelKind::Permuted, &l, 64),
-        4 * (6 + 14 * 8 + 6)
+        4 * 16 * (6 * 2 + 10)
     );
+    // The others compute whole panels and groups of 4 rows: n = 300 is 18.75 panels, its
+    // five tiles of 64, 64, 64, 64, 44 rows are all whole groups.
+    assert_eq!(computed_cells(KernelKind::Dense, &p, 64), 300 * 304);
+    assert_eq!(computed_cells(KernelKind::Csr, &p, 64), p.nnz());
     let fixed = PatternParams::new(PatternKind::Fixed, 10)
         .stride(4)
         .build()
@@ -343,6 +348,18 @@ fn portable_and_avx2_paths_match_reference() {
                 for p in patterns(n, 9, 4) {
                     check_all(&p, &qkv, 32);
                 }
+                for text in PERMUTED_SINKS {
+                    let p = PatternParams::new(PatternKind::Custom, n)
+                        .expr(text)
+                        .build()
+                        .unwrap();
+                    check_all(&p, &qkv, 32);
+                }
+                // The csr kernel's last 1 … 3 keys of a row are scored one at a time there.
+                let (_, counted) =
+                    run_kernel_counted(KernelKind::Csr, &patterns(n, 9, 4)[3], &qkv, None, 32)
+                        .unwrap();
+                assert_eq!(counted, patterns(n, 9, 4)[3].nnz());
             }
         });
     }
@@ -468,5 +485,101 @@ fn every_kernel_matches_reference_on_expressions() {
             .build()
             .unwrap();
         assert!(KernelKind::Permuted.supports(&p), "{text}");
+    }
+}
+
+/// Expressions the permuted kernel takes with sink terms (and without), causal or not.
+const PERMUTED_SINKS: &[&str] = &[
+    "local(w=16) | sink(s=4)",
+    "(local(w=3) | atrous(k=7) | sink(s=5)) & causal",
+    "(local(w=64) | sink(s=4)) & causal",
+    "atrous(k=5) | sink(s=70)",
+    "sink(s=3)",
+    "sparse(k=8, w=4) | sink(s=100) | sink(s=2)",
+    "(atrous(k=3) | sink(s=130)) & causal",
+    "local(w=0) | sink(s=1)",
+    "(strided(l=6) | sink(s=9)) & causal",
+];
+
+#[test]
+fn permuted_runs_sink_expressions_exactly() {
+    for (x, text) in PERMUTED_SINKS.iter().enumerate() {
+        for (n, d) in [(1, 4), (2, 8), (45, 8), (200, 16), (1100, 24)] {
+            let p = PatternParams::new(PatternKind::Custom, n)
+                .expr(text)
+                .build()
+                .unwrap();
+            assert!(KernelKind::Permuted.supports(&p), "{text}");
+            let qkv = generate(InputKind::Random { seed: x as u64 + 3 }, n, d);
+            let want = reference(&p, &qkv, None);
+            let got = run_kernel(KernelKind::Permuted, &p, &qkv, None, 64).unwrap();
+            let err = max_rel_err(&got, &want);
+            assert!(err < 1e-4, "{text} at n = {n}: rel err {err}");
+        }
+    }
+    // More sink keys than the plan takes go to the other kernels.
+    let wide = PatternParams::new(PatternKind::Custom, 10_000)
+        .expr("local(w=4) | sink(s=5000)")
+        .build()
+        .unwrap();
+    assert!(!KernelKind::Permuted.supports(&wide));
+}
+
+/// The cells every kernel's inner loops count while running equal the ones it reports
+/// (`computed_cells`), on every pattern family, expressions and sizes that are not multiples
+/// of a panel, a group or a tile; for permuted also the contract's executed cells.
+#[test]
+fn counted_cells_equal_reported_cells() {
+    let mut cases: Vec<Pattern> = Vec::new();
+    for (n, k, w) in [
+        (1, 1, 0),
+        (7, 3, 1),
+        (61, 5, 2),
+        (333, 16, 8),
+        (1100, 9, 40),
+    ] {
+        cases.extend(patterns(n, k, w));
+    }
+    for text in EXPRESSIONS.iter().chain(PERMUTED_SINKS) {
+        for n in [37, 131, 700] {
+            cases.push(
+                PatternParams::new(PatternKind::Custom, n)
+                    .expr(text)
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    // Several pool sizes: the permuted kernel's task split depends on the thread count.
+    for threads in [1, 3] {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        for p in &cases {
+            let qkv = generate(InputKind::Random { seed: 1 }, p.n(), 8);
+            for kind in KernelKind::ALL {
+                if !kind.supports(p) {
+                    continue;
+                }
+                for block in [16, 24] {
+                    let (_, counted) = pool
+                        .install(|| run_kernel_counted(kind, p, &qkv, None, block))
+                        .unwrap();
+                    let reported = computed_cells(kind, p, block);
+                    assert_eq!(
+                        counted,
+                        reported,
+                        "{kind} on {} at n = {}, B = {block}, {threads} threads",
+                        p.label(),
+                        p.n()
+                    );
+                    assert!(counted >= p.nnz(), "{kind} on {}", p.label());
+                    if kind == KernelKind::Permuted {
+                        assert_eq!(executed_cells(kind, p, block), counted);
+                    }
+                }
+            }
+        }
     }
 }
