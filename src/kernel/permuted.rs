@@ -15,9 +15,10 @@
 //!
 //! Causal patterns keep `j ≤ i` in both passes. Handles dense (one group), local (band only),
 //! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal), each also
-//! with `sink(s)` (StreamingLLM's first tokens, s ≤ [`MAX_SINKS`]): the band pass first walks
-//! the sink keys `[0, s)` that neither the band nor the row's residue class already covers,
-//! packed once per task.
+//! with `sink(s)` columns (StreamingLLM's first tokens) and global rows `i < g` (Longformer's
+//! `global(g)` is both), s, g ≤ [`MAX_SINKS`]: before its band, each band-pass tile walks the
+//! "extra" keys — a row's sink keys, or every key for a global row — that neither the band nor
+//! the row's residue class already covers (a per-row mask), packed once per task.
 
 use super::engine::{
     chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Cells, Packed, TileState,
@@ -57,6 +58,8 @@ pub(crate) struct Plan {
     w: Option<usize>,
     /// Sink keys `[0, s)` every query sees (`j ≤ i` too when causal), `1 ≤ s ≤ n`.
     sinks: Option<usize>,
+    /// Global rows: queries `i < r` see every key (`j ≤ i` when causal), `1 ≤ r ≤ n`.
+    rows: Option<usize>,
     /// Bits at multiples of k below 64: the residue class of a row inside a 64-key chunk is
     /// this shifted (0 without a residue part).
     comb: u64,
@@ -72,6 +75,7 @@ impl Plan {
         let mut k: Option<usize> = None;
         let mut w: Option<usize> = None;
         let mut sinks: Option<usize> = None;
+        let mut rows: Option<usize> = None;
         for c in &p.dnf().conjs {
             let mut main: Option<&Atom> = None;
             for a in &c.atoms {
@@ -111,11 +115,19 @@ impl Plan {
                     }
                     sinks = Some(sinks.map_or(end, |s| s.max(end)));
                 }
+                Some(Atom::Rows { end }) => {
+                    let end = usize::try_from(*end).ok()?.min(p.n());
+                    if end > MAX_SINKS {
+                        return None;
+                    }
+                    rows = Some(rows.map_or(end, |r| r.max(end)));
+                }
                 Some(_) => return None,
             }
         }
-        // One residue group (k = 1) already holds every key a sink adds.
+        // One residue group (k = 1) already holds every key a sink or a global row adds.
         let sinks = sinks.filter(|&s| s > 0 && k != Some(1));
+        let rows = rows.filter(|&r| r > 0 && k != Some(1));
         let comb = match k {
             None => 0,
             Some(k) => (0..64).step_by(k.min(64)).fold(0u64, |c, x| c | 1 << x),
@@ -125,14 +137,25 @@ impl Plan {
             k,
             w,
             sinks,
+            rows,
             comb,
             causal,
         })
     }
 
-    /// Whether the band pass runs: there is a band, or sinks.
+    /// Whether the band pass runs: there is a band, sinks or global rows.
     fn band_pass(&self) -> bool {
-        self.w.is_some() || self.sinks.is_some()
+        self.w.is_some() || self.sinks.is_some() || self.rows.is_some()
+    }
+
+    /// Keys `[0, x)` outside the band that query rows `[i0, i1)` may need: their sink keys,
+    /// or every key (up to the diagonal when causal) when a global row is among them.
+    fn extra_keys(&self, i0: usize, i1: usize) -> usize {
+        let all = if self.causal { i1 } else { self.n };
+        match self.rows {
+            Some(r) if i0 < r => all,
+            _ => self.sink_keys(i1),
+        }
     }
 
     /// Sink keys `[0, s)` query rows before `i_end` may see (0 without sinks).
@@ -141,11 +164,12 @@ impl Plan {
             .map_or(0, |s| s.min(if self.causal { i_end } else { self.n }))
     }
 
-    /// Row `i`'s sink keys in the chunk window at `ja`, limited to `[lo, hi)`, that neither the
-    /// band nor the residue groups compute: bit `x` for key `ja + x`.
+    /// Row `i`'s sink keys (every key for a global row) in the chunk window at `ja`, limited to
+    /// `[lo, hi)`, that neither the band nor the residue groups compute: bit `x` for key
+    /// `ja + x`.
     #[inline(always)]
-    fn sink_word(&self, i: usize, ja: usize, lo: usize, hi: usize) -> u64 {
-        let mut word = range_word(ja, lo, hi) & range_word(ja, 0, self.sink_keys(i + 1));
+    fn extra_word(&self, i: usize, ja: usize, lo: usize, hi: usize) -> u64 {
+        let mut word = range_word(ja, lo, hi) & range_word(ja, 0, self.extra_keys(i, i + 1));
         if word == 0 {
             return 0;
         }
@@ -205,8 +229,20 @@ impl Plan {
     fn cells(&self) -> u64 {
         let mut total = 0u64;
         // Group pass: every tile of 64 group rows (padded to groups of 4) against its keys
-        // (padded to whole panels), no narrowing.
+        // (padded to whole panels), no narrowing; causal, each group of 4 rows narrowed to
+        // the panels of its keys `[0, last + 1)` (`[0, last − e)` with a band).
         for size in self.group_sizes() {
+            if self.causal {
+                for g in (0..size).step_by(GROUP) {
+                    let last = (g + GROUP).min(size) - 1;
+                    let end = match self.excluded() {
+                        None => last + 1,
+                        Some(e) => last.saturating_sub(e),
+                    };
+                    total += GROUP as u64 * panel_keys(0, end);
+                }
+                continue;
+            }
             for m0 in (0..size).step_by(TILE_ROWS) {
                 let m1 = (m0 + TILE_ROWS).min(size);
                 total += padded_rows(m1 - m0) * panel_keys(0, self.group_keys(size, m1));
@@ -227,17 +263,18 @@ impl Plan {
                 total += GROUP as u64 * panel_keys(a.saturating_sub(w), hi);
             }
         }
-        // Sink keys, walked per tile as the kernel does (at most MAX_SINKS keys per row).
-        if self.sinks.is_some() {
+        // Sink keys and global rows, walked per tile as the kernel does (at most MAX_SINKS
+        // keys per row, or MAX_SINKS rows).
+        if self.sinks.is_some() || self.rows.is_some() {
             let mut words = [0u64; GROUP];
             for t0 in (0..self.n).step_by(BAND_ROWS) {
                 let t1 = (t0 + BAND_ROWS).min(self.n);
-                for (ja, lo, hi) in chunks(0, self.sink_keys(t1)) {
+                for (ja, lo, hi) in chunks(0, self.extra_keys(t0, t1)) {
                     for g in (t0..t1).step_by(GROUP) {
                         for (x, word) in words.iter_mut().enumerate() {
                             let i = g + x;
                             *word = if i < t1 {
-                                self.sink_word(i, ja, lo, hi)
+                                self.extra_word(i, ja, lo, hi)
                             } else {
                                 0
                             };
@@ -281,7 +318,7 @@ struct Scratch {
     v: Vec<f32>,
     st: TileState,
     words: Vec<u64>,
-    /// Kᵀ of the sink keys.
+    /// Kᵀ of the extra keys (sinks, or all keys for global rows).
     kt_sink: Vec<f32>,
 }
 
@@ -448,7 +485,9 @@ impl Work for GroupTask<'_, '_> {
                     *w = word;
                 }
                 let mask = if all { None } else { Some(&*words) };
-                chunk::<A>(&pk, st, t0 - m0, ja, lo, hi, mask, Cells::Chunk);
+                // Causal rows see a triangle: each group of 4 computes only its keys' panels.
+                let cells = if causal { Cells::Narrow } else { Cells::Chunk };
+                chunk::<A>(&pk, st, t0 - m0, ja, lo, hi, mask, cells);
             }
             for x in 0..rows {
                 // SAFETY: token r + k · (t0 + x) belongs to this task only (see `TokenRows`).
@@ -500,8 +539,9 @@ impl Work for BandTask<'_, '_> {
         gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end);
         let mut pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
-        // The sink keys, packed on their own: V rows 0 … s − 1 are read in place.
-        let sinks = plan.sink_keys(i1);
+        // The extra keys (sinks, or all keys for global rows), packed on their own: V rows
+        // 0 … x − 1 are read in place.
+        let sinks = plan.extra_keys(i0, i1);
         gather_kt::<A>(&mut scratch.kt_sink, src.k, d, 0..sinks);
         let mut sk = Packed {
             n: sinks,
@@ -525,16 +565,16 @@ impl Work for BandTask<'_, '_> {
             st.acc[..rows * d].copy_from_slice(o);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
-            // Sink keys first (actual key indices); the tile's queries are rows `t0 − i0 ..`
-            // of the packed Q, lent to the sink panel for the walk.
-            let tile_sinks = plan.sink_keys(t1);
+            // Extra keys first (actual key indices); the tile's queries are rows `t0 − i0 ..`
+            // of the packed Q, lent to the extra keys' panel for the walk.
+            let tile_sinks = plan.extra_keys(t0, t1);
             if tile_sinks > 0 {
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
                 for (ja, lo, hi) in chunks(0, tile_sinks) {
                     let range = range_word(ja, lo, hi);
                     let mut all = true;
                     for (x, word) in words.iter_mut().enumerate() {
-                        *word = plan.sink_word(t0 + x, ja, lo, hi);
+                        *word = plan.extra_word(t0 + x, ja, lo, hi);
                         all &= *word == range;
                     }
                     let mask = if all { None } else { Some(&*words) };

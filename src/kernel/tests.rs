@@ -499,6 +499,10 @@ const PERMUTED_SINKS: &[&str] = &[
     "(atrous(k=3) | sink(s=130)) & causal",
     "local(w=0) | sink(s=1)",
     "(strided(l=6) | sink(s=9)) & causal",
+    "longformer(w=5, g=3)",
+    "longformer(w=2, g=70, causal)",
+    "atrous(k=4) | global(g=2)",
+    "local(w=1) | global(g=20) | sink(s=30)",
 ];
 
 #[test]
