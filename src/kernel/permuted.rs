@@ -18,7 +18,9 @@
 //! with `sink(s)` columns (StreamingLLM's first tokens) and global rows `i < g` (Longformer's
 //! `global(g)` is both), s, g ≤ [`MAX_SINKS`]: before its band, each band-pass tile walks the
 //! "extra" keys — a row's sink keys, or every key for a global row — that neither the band nor
-//! the row's residue class already covers (a per-row mask), packed once per task.
+//! the row's residue class already covers (a per-row mask), packed once per task. The band may
+//! also be fixed's same-block part (`⌊i / l⌋ = ⌊j / l⌋`), and the extra keys fixed's summary
+//! columns `j mod l ≥ l − c`, gathered into one dense panel that every query reads.
 
 use super::engine::{
     chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Cells, Packed, TileState,
@@ -48,18 +50,31 @@ const IN_PLACE_V_KEYS: usize = 512;
 /// by the block kernel; it also bounds the cost of counting the cells exactly).
 pub(crate) const MAX_SINKS: usize = 4096;
 
-/// How a pattern splits into a band and residue groups.
+/// The band part: one interval of keys per query row, growing with the row.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Band {
+    /// `|i − j| ≤ w`.
+    Window(usize),
+    /// `⌊i / l⌋ = ⌊j / l⌋`: fixed's same-block part.
+    Block(usize),
+}
+
+/// How a pattern splits into a band, residue groups and extra keys.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Plan {
     n: usize,
     /// Stride of the atrous part.
     k: Option<usize>,
-    /// Half-width of the local band.
-    w: Option<usize>,
+    /// The band, if any.
+    band: Option<Band>,
     /// Sink keys `[0, s)` every query sees (`j ≤ i` too when causal), `1 ≤ s ≤ n`.
     sinks: Option<usize>,
     /// Global rows: queries `i < r` see every key (`j ≤ i` when causal), `1 ≤ r ≤ n`.
     rows: Option<usize>,
+    /// Periodic columns `j mod l ≥ l − c` every query sees (fixed's summary columns), as
+    /// `(l, c)`; the extra keys are then these columns in order (never with sinks, global rows
+    /// or residue groups).
+    periodic: Option<(usize, usize)>,
     /// Bits at multiples of k below 64: the residue class of a row inside a 64-key chunk is
     /// this shifted (0 without a residue part).
     comb: u64,
@@ -67,15 +82,23 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The split of `p`, if its structure has one: a union of at most one band `|i − j| ≤ w`,
-    /// residue classes `(i − j) mod k = 0` (dense is `k = 1`) and sink columns `j < s`,
-    /// optionally all `& causal`.
+    /// The split of `p`, if its structure has one: a union of at most one band (`|i − j| ≤ w`
+    /// or the same block of l), residue classes `(i − j) mod k = 0` (dense is `k = 1`), sink
+    /// columns `j < s`, global rows `i < g` and periodic columns `j mod l ≥ l − c`, optionally
+    /// all `& causal`.
     pub fn of(p: &Pattern) -> Option<Self> {
         let causal = p.is_causal();
+        let n = p.n();
         let mut k: Option<usize> = None;
-        let mut w: Option<usize> = None;
+        let mut band: Option<Band> = None;
         let mut sinks: Option<usize> = None;
         let mut rows: Option<usize> = None;
+        let mut periodic: Option<(usize, usize)> = None;
+        // A count of at most MAX_SINKS keys or rows.
+        let bounded = |end: u64| {
+            let end = usize::try_from(end).ok()?.min(n);
+            (end <= MAX_SINKS).then_some(end)
+        };
         for c in &p.dnf().conjs {
             let mut main: Option<&Atom> = None;
             for a in &c.atoms {
@@ -96,7 +119,19 @@ impl Plan {
                     if *hi >= 0 && (*lo == -*hi || (causal && *lo <= 0)) =>
                 {
                     let width = usize::try_from(*hi).ok()?;
-                    w = Some(w.map_or(width, |x| x.max(width)));
+                    band = match band {
+                        None => Some(Band::Window(width)),
+                        Some(Band::Window(x)) => Some(Band::Window(x.max(width))),
+                        Some(Band::Block(_)) => return None,
+                    };
+                }
+                Some(Atom::SameBlock { l }) => {
+                    let l = usize::try_from(*l).ok()?;
+                    match band {
+                        None => band = Some(Band::Block(l)),
+                        Some(b) if b == Band::Block(l) => {}
+                        Some(_) => return None,
+                    }
                 }
                 Some(Atom::Residue { k: kk }) => {
                     let kk = usize::try_from(*kk).ok()?;
@@ -109,18 +144,19 @@ impl Plan {
                     };
                 }
                 Some(Atom::Cols { end }) => {
-                    let end = usize::try_from(*end).ok()?.min(p.n());
-                    if end > MAX_SINKS {
-                        return None;
-                    }
+                    let end = bounded(*end)?;
                     sinks = Some(sinks.map_or(end, |s| s.max(end)));
                 }
                 Some(Atom::Rows { end }) => {
-                    let end = usize::try_from(*end).ok()?.min(p.n());
-                    if end > MAX_SINKS {
+                    let end = bounded(*end)?;
+                    rows = Some(rows.map_or(end, |r| r.max(end)));
+                }
+                Some(Atom::PeriodicCols { l, c }) => {
+                    let lc = (usize::try_from(*l).ok()?, usize::try_from(*c).ok()?);
+                    if periodic.is_some_and(|x| x != lc) {
                         return None;
                     }
-                    rows = Some(rows.map_or(end, |r| r.max(end)));
+                    periodic = Some(lc);
                 }
                 Some(_) => return None,
             }
@@ -128,58 +164,96 @@ impl Plan {
         // One residue group (k = 1) already holds every key a sink or a global row adds.
         let sinks = sinks.filter(|&s| s > 0 && k != Some(1));
         let rows = rows.filter(|&r| r > 0 && k != Some(1));
+        // The group pass's band exclusion knows windows only; periodic extra keys come alone.
+        if matches!(band, Some(Band::Block(_))) && k.is_some()
+            || periodic.is_some() && (k.is_some() || sinks.is_some() || rows.is_some())
+        {
+            return None;
+        }
         let comb = match k {
             None => 0,
             Some(k) => (0..64).step_by(k.min(64)).fold(0u64, |c, x| c | 1 << x),
         };
         Some(Self {
-            n: p.n(),
+            n,
             k,
-            w,
+            band,
             sinks,
             rows,
+            periodic,
             comb,
             causal,
         })
     }
 
-    /// Whether the band pass runs: there is a band, sinks or global rows.
+    /// Whether the band pass runs: there is a band or extra keys.
     fn band_pass(&self) -> bool {
-        self.w.is_some() || self.sinks.is_some() || self.rows.is_some()
+        self.band.is_some() || self.has_extra()
     }
 
-    /// Keys `[0, x)` outside the band that query rows `[i0, i1)` may need: their sink keys,
-    /// or every key (up to the diagonal when causal) when a global row is among them.
-    fn extra_keys(&self, i0: usize, i1: usize) -> usize {
-        let all = if self.causal { i1 } else { self.n };
-        match self.rows {
-            Some(r) if i0 < r => all,
-            _ => self.sink_keys(i1),
+    /// Whether there are extra keys: sinks, global rows or periodic columns.
+    fn has_extra(&self) -> bool {
+        self.sinks.is_some() || self.rows.is_some() || self.periodic.is_some()
+    }
+
+    /// Row `i`'s band keys `[lo, hi)`.
+    fn row_band(&self, i: usize) -> Option<(usize, usize)> {
+        let (lo, hi) = match self.band? {
+            Band::Window(w) => (i.saturating_sub(w), i.saturating_add(w).saturating_add(1)),
+            Band::Block(l) => {
+                let lo = i / l * l;
+                (lo, lo.saturating_add(l))
+            }
+        };
+        Some((lo, if self.causal { i + 1 } else { hi.min(self.n) }))
+    }
+
+    /// The extra key at packed position `x` (the extra keys are packed in key order).
+    fn extra_key(&self, x: usize) -> usize {
+        match self.periodic {
+            Some((l, c)) => x / c * l + (l - c) + x % c,
+            None => x,
         }
     }
 
-    /// Sink keys `[0, s)` query rows before `i_end` may see (0 without sinks).
-    fn sink_keys(&self, i_end: usize) -> usize {
-        self.sinks
-            .map_or(0, |s| s.min(if self.causal { i_end } else { self.n }))
+    /// Extra keys below key `j` (the packed position of the first extra key ≥ j).
+    fn extra_rank(&self, j: usize) -> usize {
+        match self.periodic {
+            Some((l, c)) => j / l * c + (j % l).saturating_sub(l - c),
+            None => j,
+        }
     }
 
-    /// Row `i`'s sink keys (every key for a global row) in the chunk window at `ja`, limited to
-    /// `[lo, hi)`, that neither the band nor the residue groups compute: bit `x` for key
-    /// `ja + x`.
+    /// Extra keys (packed positions `[0, x)`) query rows `[i0, i1)` may need: their sink
+    /// keys, every key (up to the diagonal when causal) when a global row is among them, or
+    /// the periodic columns (up to the diagonal when causal).
+    fn extra_keys(&self, i0: usize, i1: usize) -> usize {
+        let all = if self.causal { i1 } else { self.n };
+        if self.periodic.is_some() {
+            return self.extra_rank(all);
+        }
+        match self.rows {
+            Some(r) if i0 < r => all,
+            _ => self.sinks.map_or(0, |s| s.min(all)),
+        }
+    }
+
+    /// Row `i`'s extra keys in the chunk window at packed position `ja`, limited to
+    /// `[lo, hi)`, that neither the band nor the residue groups compute: bit `x` for packed
+    /// position `ja + x`.
     #[inline(always)]
     fn extra_word(&self, i: usize, ja: usize, lo: usize, hi: usize) -> u64 {
         let mut word = range_word(ja, lo, hi) & range_word(ja, 0, self.extra_keys(i, i + 1));
         if word == 0 {
             return 0;
         }
-        if let Some(w) = self.w {
-            let hi_i = if self.causal { i + 1 } else { i + w + 1 };
-            word &= !range_word(ja, i.saturating_sub(w), hi_i);
+        if let Some((b0, b1)) = self.row_band(i) {
+            word &= !range_word(ja, self.extra_rank(b0), self.extra_rank(b1));
         }
         if let Some(k) = self.k {
             // Keys j ≡ i (mod k): the group pass holds those outside the band (the band the
-            // rest), so none is a sink key here.
+            // rest), so none is an extra key here (no residues with periodic columns: packed
+            // positions are keys).
             let first = (i as i64 - ja as i64).rem_euclid(k as i64) as u32;
             word &= !self.comb.checked_shl(first).unwrap_or(0);
         }
@@ -188,16 +262,9 @@ impl Plan {
 
     /// Keys `[j0, j1)` of the band pass for query rows `[i0, i1)`.
     fn band_keys(&self, i0: usize, i1: usize) -> (usize, usize) {
-        match self.w {
-            None => (0, 0),
-            Some(w) => {
-                let j1 = if self.causal {
-                    i1
-                } else {
-                    (i1 - 1).saturating_add(w).saturating_add(1).min(self.n)
-                };
-                (i0.saturating_sub(w), j1)
-            }
+        match (self.row_band(i0), self.row_band(i1 - 1)) {
+            (Some((j0, _)), Some((_, j1))) => (j0, j1),
+            _ => (0, 0),
         }
     }
 
@@ -213,7 +280,10 @@ impl Plan {
 
     /// Group distances `|m − m'| ≤ e` are covered by the band, so the group pass skips them.
     fn excluded(&self) -> Option<usize> {
-        Some(self.w? / self.k?)
+        match self.band? {
+            Band::Window(w) => Some(w / self.k?),
+            Band::Block(_) => None,
+        }
     }
 
     /// Keys `[0, b)` (group-relative) the group pass visits for group rows `[m0, m1)`.
@@ -252,38 +322,71 @@ impl Plan {
         // panels of the rows' union of keys, one interval. Tiles start at multiples of
         // BAND_ROWS and a task's keys at a multiple of PANEL, so panels are aligned at
         // multiples of 16 of the token index.
-        if let Some(w) = self.w {
+        if self.band.is_some() {
             for a in (0..self.n).step_by(GROUP) {
                 let last = (a + GROUP).min(self.n) - 1;
-                let hi = if self.causal {
-                    last + 1
-                } else {
-                    (last + w + 1).min(self.n)
-                };
-                total += GROUP as u64 * panel_keys(a.saturating_sub(w), hi);
+                let (j0, j1) = self.band_keys(a, last + 1);
+                total += GROUP as u64 * panel_keys(j0, j1);
             }
         }
-        // Sink keys and global rows, walked per tile as the kernel does (at most MAX_SINKS
-        // keys per row, or MAX_SINKS rows).
-        if self.sinks.is_some() || self.rows.is_some() {
-            let mut words = [0u64; GROUP];
+        // Extra keys, walked per tile as the kernel does.
+        if self.has_extra() {
             for t0 in (0..self.n).step_by(BAND_ROWS) {
                 let t1 = (t0 + BAND_ROWS).min(self.n);
-                for (ja, lo, hi) in chunks(0, self.extra_keys(t0, t1)) {
-                    for g in (t0..t1).step_by(GROUP) {
-                        for (x, word) in words.iter_mut().enumerate() {
-                            let i = g + x;
-                            *word = if i < t1 {
-                                self.extra_word(i, ja, lo, hi)
-                            } else {
-                                0
-                            };
-                        }
-                        let any = words.iter().fold(0, |a, w| a | w);
-                        total += GROUP as u64 * narrowed_keys(any);
-                    }
+                let x = self.extra_keys(t0, t1);
+                for g in (t0..t1).step_by(GROUP) {
+                    total += GROUP as u64 * self.extra_group_keys(g..(g + GROUP).min(t1), x);
                 }
             }
+        }
+        total
+    }
+
+    /// Keys the narrowed micro-kernel calls of query rows `rows` (one group) compute over the
+    /// extra keys `[0, x)`. Without residues a row's extra keys are `[0, E) ∖ band`, so only
+    /// the chunks holding one of those bounds need their words; in the runs of chunks between
+    /// them every row sees all of a chunk or none of it.
+    fn extra_group_keys(&self, rows: std::ops::Range<usize>, x: usize) -> u64 {
+        let exact = |ja: usize| {
+            let hi = (ja + CHUNK).min(x);
+            narrowed_keys(
+                rows.clone()
+                    .fold(0, |a, i| a | self.extra_word(i, ja, ja, hi)),
+            )
+        };
+        if self.k.is_some() {
+            return chunks(0, x).map(|(ja, _, _)| exact(ja)).sum();
+        }
+        let mut special: Vec<usize> = Vec::with_capacity(4 * 3 + 1);
+        for i in rows.clone() {
+            let mut bounds = [self.extra_keys(i, i + 1), 0, 0];
+            if let Some((b0, b1)) = self.row_band(i) {
+                bounds[1] = self.extra_rank(b0);
+                bounds[2] = self.extra_rank(b1);
+            }
+            // A bound's chunk is walked exactly (also one starting at the bound: the run
+            // before it then ends there).
+            special.extend(bounds.iter().filter(|&&b| b < x).map(|b| b / CHUNK));
+        }
+        if x == 0 {
+            return 0;
+        }
+        special.push((x - 1) / CHUNK);
+        special.sort_unstable();
+        special.dedup();
+        let mut total = 0;
+        let mut next = 0;
+        for &c in &special {
+            // Chunks [next, c) are uniform: each row's word is all or nothing.
+            if c > next
+                && rows
+                    .clone()
+                    .any(|i| self.extra_word(i, next * CHUNK, next * CHUNK, next * CHUNK + 1) != 0)
+            {
+                total += ((c - next) * CHUNK) as u64;
+            }
+            total += exact(c * CHUNK);
+            next = c + 1;
         }
         total
     }
@@ -541,20 +644,30 @@ impl Work for BandTask<'_, '_> {
         let mut pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
         // The extra keys (sinks, or all keys for global rows), packed on their own: V rows
         // 0 … x − 1 are read in place.
-        let sinks = plan.extra_keys(i0, i1);
-        gather_kt::<A>(&mut scratch.kt_sink, src.k, d, 0..sinks);
+        let extra = plan.extra_keys(i0, i1);
+        let keys = (0..extra).map(|x| plan.extra_key(x));
+        gather_kt::<A>(&mut scratch.kt_sink, src.k, d, keys.clone());
+        let v = if plan.periodic.is_some() {
+            let mut v = std::mem::take(&mut scratch.v);
+            v.clear();
+            for j in keys {
+                v.extend_from_slice(&src.v[j * d..(j + 1) * d]);
+            }
+            Cow::Owned(v)
+        } else {
+            Cow::Borrowed(&src.v[..extra * d])
+        };
         let mut sk = Packed {
-            n: sinks,
+            n: extra,
             d,
             qs: Vec::new(),
             kt: std::mem::take(&mut scratch.kt_sink),
-            v: Cow::Borrowed(&src.v[..sinks * d]),
+            v,
             v_stride: d,
         };
         let st = &mut scratch.st;
         st.cells = 0;
-        let w = plan.w.unwrap_or(0);
-        let causal = plan.causal;
+
         for t0 in (i0..i1).step_by(BAND_ROWS) {
             let t1 = (t0 + BAND_ROWS).min(i1);
             let rows = t1 - t0;
@@ -584,14 +697,13 @@ impl Work for BandTask<'_, '_> {
             }
             // The band, keys relative to `base`.
             let (j0, j1) = plan.band_keys(t0, t1);
-            if plan.w.is_some() {
+            if plan.band.is_some() {
                 for (ja, lo, hi) in chunks(j0 - base, j1 - base) {
                     let range = range_word(ja, lo, hi);
                     let mut all = true;
                     for (x, word) in words.iter_mut().enumerate() {
-                        let i = t0 + x;
-                        let hi_i = if causal { i + 1 } else { i + w + 1 };
-                        let y = range_word(ja, i.saturating_sub(w) - base, hi_i - base) & range;
+                        let (b0, b1) = plan.row_band(t0 + x).unwrap_or((base, base));
+                        let y = range_word(ja, b0 - base, b1 - base) & range;
                         all &= y == range;
                         *word = y;
                     }
@@ -603,6 +715,9 @@ impl Work for BandTask<'_, '_> {
         }
         let cells = st.cells;
         scratch.kt_sink = sk.kt;
+        if let Cow::Owned(v) = sk.v {
+            scratch.v = v;
+        }
         scratch.give(pk);
         cells
     }

@@ -247,12 +247,13 @@ fn bad_inputs_are_errors() {
         Err(KernelError::BadScale(_))
     ));
     assert!(run_kernel(KernelKind::Block, &p, &ok, None, 0).is_err());
-    let fixed = PatternParams::new(PatternKind::Fixed, 10)
-        .stride(4)
+    let bigbird = PatternParams::new(PatternKind::Bigbird, 10)
+        .block(2)
+        .random(1)
         .build()
         .unwrap();
     assert!(matches!(
-        run_kernel(KernelKind::Permuted, &fixed, &ok, None, 64),
+        run_kernel(KernelKind::Permuted, &bigbird, &ok, None, 64),
         Err(KernelError::Unsupported { .. })
     ));
     let big = generate(InputKind::Random { seed: 2 }, MAX_WEIGHTS_N + 1, 1);
@@ -314,11 +315,13 @@ fn executed_cells_follow_spec() {
     // five tiles of 64, 64, 64, 64, 44 rows are all whole groups.
     assert_eq!(computed_cells(KernelKind::Dense, &p, 64), 300 * 304);
     assert_eq!(computed_cells(KernelKind::Csr, &p, 64), p.nnz());
-    let fixed = PatternParams::new(PatternKind::Fixed, 10)
-        .stride(4)
+    // BigBird's random blocks have no band, residue or column structure: permuted cannot run.
+    let bigbird = PatternParams::new(PatternKind::Bigbird, 64)
+        .block(8)
+        .random(1)
         .build()
         .unwrap();
-    assert_eq!(executed_cells(KernelKind::Permuted, &fixed, 64), 0);
+    assert_eq!(executed_cells(KernelKind::Permuted, &bigbird, 64), 0);
     assert_eq!(flops_useful(&p, 64), 4 * 64 * p.nnz());
 }
 
@@ -503,6 +506,11 @@ const PERMUTED_SINKS: &[&str] = &[
     "longformer(w=2, g=70, causal)",
     "atrous(k=4) | global(g=2)",
     "local(w=1) | global(g=20) | sink(s=30)",
+    "fixed(l=8, c=2)",
+    "fixed(l=16, c=3, causal)",
+    "fixed(l=5, c=5)",
+    "fixed(l=128, c=8)",
+    "fixed(l=100, c=1, causal)",
 ];
 
 #[test]
