@@ -32,6 +32,11 @@ import tempfile
 import time
 
 FIRST_PAINT_LIMIT_S = 10.0
+# No task may hold the page longer than this at n = 4096 (README "Run it in a browser": jobs
+# run in slices of about 30 ms between frames).
+LONG_TASK_LIMIT_MS = 100
+# Where the Scaling view's "Run sweep" button is at WIDTH x HEIGHT (CSS pixels).
+RUN_SWEEP_AT = (717, 67)
 WIDTH, HEIGHT = 1500, 940
 # The colours of the Masks view (src/app/compute.rs): cells allowed by the atrous stride
 # only, by the local window only, and by both.
@@ -261,6 +266,49 @@ def check_seed_maps(img, stride, failures, what):
     return maps
 
 
+def wait_log(b, needle, since, timeout):
+    """The first console line after the first `since` ones that holds `needle`, waiting up to
+    `timeout` seconds; None when none came."""
+    t0 = time.monotonic()
+    while True:
+        b.call("Runtime.evaluate", expression="0")  # collect the app's console lines
+        hits = [line for line in b.console()[since:] if needle in line]
+        if hits:
+            return hits[0]
+        if time.monotonic() - t0 >= timeout:
+            return None
+        time.sleep(0.1)
+
+
+def phase(b, name, act, needles, timeout, failures, wait_s=0.3):
+    """Runs `act`, waits for the app's console lines holding each of `needles` (a job done),
+    then `wait_s` more, and checks the long tasks seen meanwhile: none may exceed
+    LONG_TASK_LIMIT_MS. Prints the long tasks and the app's slices that held the page over
+    50 ms; returns the lines found (None for a missing one)."""
+    b.eval("window.__long = []")
+    since = len(b.console())
+    act()
+    found = [wait_log(b, needle, since, timeout) for needle in needles]
+    time.sleep(wait_s)
+    long_ms = json.loads(b.eval("JSON.stringify(window.__long || [])"))
+    b.call("Runtime.evaluate", expression="0")
+    lines = b.console()[since:]
+    slices = [line.split("of ", 1)[-1] for line in lines if "held the page" in line]
+    jobs = [line.replace("attnscope: ", "") for line in lines if " done in " in line]
+    print(f"{name}: long tasks (ms, > 50 each) {long_ms or 'none'}; max {max(long_ms, default=0)} ms")
+    for j in jobs:
+        print(f"  {j}")
+    if slices:
+        print(f"  slices over 50 ms: {'; '.join(slices)}")
+    for needle, line in zip(needles, found):
+        if line is None:
+            failures.append(f"{name}: no '{needle}' in the console within {timeout} s")
+    if long_ms and max(long_ms) > LONG_TASK_LIMIT_MS:
+        failures.append(f"{name}: the page was held {max(long_ms)} ms at once "
+                        f"(long tasks {long_ms}), more than {LONG_TASK_LIMIT_MS} ms")
+    return found
+
+
 def main():
     url, exe = sys.argv[1], sys.argv[2]
     shot_path = sys.argv[3] if len(sys.argv) > 3 else None
@@ -350,36 +398,70 @@ def main():
                     failures.append(f"the downloaded mask.png is not a 256 x 256 PNG ({head[:24]!r})")
                 else:
                     print("Ctrl+S downloaded mask.png (256 x 256)")
-            b.eval("window.__long = []")
             # Redraw at n = 4096: PageUp doubles n (64 -> 4096 in six presses), then time "]".
             # One press per frame: egui takes one PageUp per frame.
-            for _ in range(6):
-                b.key("PageUp", "PageUp", "")
-                time.sleep(0.5)
-            time.sleep(3.0)
-            before = b.screenshot(atrous_clip)
-            b.key("]", "BracketRight", "]")
-            t2 = time.monotonic()
+            def grow():
+                for _ in range(6):
+                    b.key("PageUp", "PageUp", "")
+                    time.sleep(0.5)
+
+            phase(b, "growing n to 4096", grow, ["masks on screen"], 20, failures, wait_s=3.0)
             redraw = None
-            while time.monotonic() - t2 < 10:
-                if b.screenshot(atrous_clip) != before:
-                    redraw = time.monotonic() - t2
-                    break
-            if shot_path:
-                time.sleep(1.0)
-                with open(shot_path.replace(".png", "-4096.png"), "wb") as f:
-                    f.write(b.screenshot())
+
+            def stride():
+                nonlocal redraw
+                before = b.screenshot(atrous_clip)
+                b.key("]", "BracketRight", "]")
+                t2 = time.monotonic()
+                while time.monotonic() - t2 < 10:
+                    if b.screenshot(atrous_clip) != before:
+                        redraw = time.monotonic() - t2
+                        break
+
+            shown = phase(b, "masks after a stride change", stride, ["masks on screen"], 10, failures)
             if redraw is None:
                 failures.append("the masks at n = 4096 did not redraw within 10 s of ']'")
             else:
-                time.sleep(0.5)
-                b.call("Runtime.evaluate", expression="0")  # collect the app's console lines
-                shown = [line for line in b.console() if "masks on screen" in line]
-                print(f"masks at n = 4096 after the stride change: {shown[-1] if shown else 'no timing logged'}; "
+                print(f"  masks at n = 4096 after the stride change: {shown[0] or 'no timing logged'}; "
                       f"first differing screenshot {redraw * 1000:.0f} ms after the key press")
-        time.sleep(0.5)
-        long_ms = b.eval("JSON.stringify(window.__long || [])")
-        print(f"long tasks at n = 4096 (ms, > 50 ms each; growing n, the stride change): {long_ms}")
+            if shot_path:
+                with open(shot_path.replace(".png", "-4096.png"), "wb") as f:
+                    f.write(b.screenshot())
+
+            # Frames with no job running: the pointer moving over the atrous map at n = 4096
+            # (each move repaints the view with the hover inspector).
+            def hover():
+                x0, y0 = maps[0][0], maps[0][1]
+                for t in range(30):
+                    b.call("Input.dispatchMouseEvent", type="mouseMoved", x=x0 + 10 + 9 * t, y=y0 + 10 + 7 * t)
+                    time.sleep(0.05)
+
+            if maps:
+                phase(b, "frames with nothing running (hover)", hover, [], 0, failures, wait_s=0.5)
+            # The receptive field at n = 4096: the heatmaps of 8 layers and the coverage curves.
+            phase(b, "receptive field", lambda: b.key("4", "Digit4", "4"),
+                  ["attnscope-reach-heat done", "attnscope-reach-curves done"], 30, failures)
+            # A Kernels run at n = 4096 (starts 400 ms after the view opens).
+            phase(b, "a Kernels run", lambda: b.key("2", "Digit2", "2"),
+                  ["attnscope-bench done"], 60, failures)
+
+            # A Scaling sweep with the web defaults (n = 256 ... 2048, k = w = sqrt n): "Run
+            # sweep" sits at a fixed place of the Scaling view's top bar at this window size.
+            def sweep():
+                b.key("5", "Digit5", "5")
+                time.sleep(1.0)
+                x, y = RUN_SWEEP_AT
+                b.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+                time.sleep(0.2)
+                for kind in ("mousePressed", "mouseReleased"):
+                    b.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+            done = phase(b, "a Scaling sweep", sweep, ["attnscope-sweep done"], 120, failures)
+            if done[0] is None:
+                failures.append(f"clicking Run sweep at {RUN_SWEEP_AT} started no sweep (did the Scaling view's layout change?)")
+            if shot_path:
+                with open(shot_path.replace(".png", "-sweep.png"), "wb") as f:
+                    f.write(b.screenshot())
         b.call("Runtime.evaluate", expression="0")  # collect late console events
         problems = b.problems()
         if problems:

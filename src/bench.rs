@@ -203,44 +203,12 @@ pub fn run_bench(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<BenchReport, BenchError> {
-    if cfg.repeats == 0 || cfg.repeats > MAX_REPEATS {
-        return Err(BenchError::Config(format!(
-            "repeats must be from 1 to {MAX_REPEATS}, got {}",
-            cfg.repeats
-        )));
-    }
-    if cfg.warmup > MAX_WARMUP {
-        return Err(BenchError::Config(format!(
-            "warm-up runs must be from 0 to {MAX_WARMUP}, got {}",
-            cfg.warmup
-        )));
-    }
-    if cfg.threads == 0 {
-        return Err(BenchError::Config("threads must be at least 1".to_string()));
-    }
-    qkv.validate().map_err(KernelError::from)?;
-    if qkv.n() != p.n() {
-        return Err(KernelError::LengthMismatch {
-            pattern_n: p.n(),
-            input_n: qkv.n(),
+    let mut run = BenchRun::new(p, qkv, cfg)?;
+    loop {
+        if let Some(report) = run.step(p, qkv, usize::MAX, cancel, progress)? {
+            return Ok(report);
         }
-        .into());
     }
-    let pool = if cfg!(target_arch = "wasm32") {
-        Pool::Caller
-    } else {
-        Pool::Own(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(cfg.threads)
-                .thread_name(|i| format!("attnscope-bench-{i}"))
-                .build()
-                .map_err(|e| BenchError::Threads {
-                    threads: cfg.threads,
-                    reason: e.to_string(),
-                })?,
-        )
-    };
-    bench_in_pool(&pool, p, qkv, cfg, cancel, progress)
 }
 
 /// Where a benchmark's kernels run: a rayon pool of the requested size, or in a browser (no
@@ -259,106 +227,282 @@ impl Pool {
     }
 }
 
-fn bench_in_pool(
-    pool: &Pool,
-    p: &Pattern,
-    qkv: &Qkv,
-    cfg: &BenchConfig,
-    cancel: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
-) -> Result<BenchReport, BenchError> {
-    let (n, d) = qkv.q.dim();
-    let scale = 1.0 / (d as f32).sqrt();
-    let rows = sample_rows(n);
-    let want_pattern = pool.install(|| reference_rows(Some(p), qkv, None, &rows));
-    let mut want_dense: Option<Vec<Vec<f64>>> = None;
-    let useful = flops_useful(p, d);
-    let rate_flops_per_ms = match cfg.dense_budget_ms {
-        Some(_) => Some(pool.install(|| calibrate(qkv, scale))?),
-        None => None,
-    };
-    let total = cfg.kernels.len();
-    let mut results: Vec<KernelResult> = Vec::with_capacity(total);
-    for (index, &kind) in cfg.kernels.iter().enumerate() {
-        if cancel.load(Ordering::Relaxed) {
-            return Err(BenchError::Cancelled);
+/// A kernel being timed: its result so far, the times of its timed runs, the runs done and
+/// the output of the last one.
+struct Timing {
+    index: usize,
+    result: KernelResult,
+    times: Vec<f64>,
+    runs: usize,
+    last: Option<ndarray::Array2<f32>>,
+}
+
+/// What a [`BenchRun`] does at its next step.
+enum Stage {
+    /// Reference rows of the pattern (the ones not computed yet).
+    Reference,
+    /// The dense kernel's rate, for the time budget: a warm-up run, then (with its problem)
+    /// the timed run.
+    Calibrate(Option<Box<(Pattern, Qkv)>>),
+    /// Kernel `index` starts (or the report, past the last kernel).
+    Kernel(usize),
+    /// One warm-up or timed run of a kernel.
+    Run(Timing),
+    /// Reference rows of full attention, for the dense kernel's error.
+    DenseReference(Timing, Vec<Vec<f64>>),
+    /// The report has been returned.
+    Done,
+}
+
+/// A [`run_bench`] run one piece at a time, for a caller that must pause between pieces of
+/// work (the app in a browser runs a step or a few per slice between frames): a batch of
+/// reference rows, the calibration, the start of a kernel (its estimate or why it is
+/// skipped), one run of a kernel. The report is the one [`run_bench`] gives; every step
+/// takes the pattern and inputs given to [`BenchRun::new`].
+pub struct BenchRun {
+    cfg: BenchConfig,
+    pool: Pool,
+    scale: f32,
+    rows: Vec<usize>,
+    useful: u64,
+    want_pattern: Vec<Vec<f64>>,
+    want_dense: Option<Vec<Vec<f64>>>,
+    rate_flops_per_ms: Option<f64>,
+    results: Vec<KernelResult>,
+    stage: Stage,
+}
+
+impl BenchRun {
+    /// Checks `cfg` and the inputs and starts the thread pool; no kernel runs yet.
+    pub fn new(p: &Pattern, qkv: &Qkv, cfg: &BenchConfig) -> Result<Self, BenchError> {
+        if cfg.repeats == 0 || cfg.repeats > MAX_REPEATS {
+            return Err(BenchError::Config(format!(
+                "repeats must be from 1 to {MAX_REPEATS}, got {}",
+                cfg.repeats
+            )));
         }
-        progress(Progress::Started {
-            kernel: kind,
-            index,
-            total,
-        });
-        let k = kernel(kind, cfg.block);
-        let mut result = KernelResult {
-            kernel: kind.name().to_string(),
-            median_ms: f64::NAN,
-            min_ms: f64::NAN,
-            flops_useful: useful,
-            flops_executed: 0,
-            flops_computed: 0,
-            gflops_useful: f64::NAN,
-            speedup_vs_dense: None,
-            max_rel_err: f64::NAN,
-            skipped: None,
+        if cfg.warmup > MAX_WARMUP {
+            return Err(BenchError::Config(format!(
+                "warm-up runs must be from 0 to {MAX_WARMUP}, got {}",
+                cfg.warmup
+            )));
+        }
+        if cfg.threads == 0 {
+            return Err(BenchError::Config("threads must be at least 1".to_string()));
+        }
+        qkv.validate().map_err(KernelError::from)?;
+        if qkv.n() != p.n() {
+            return Err(KernelError::LengthMismatch {
+                pattern_n: p.n(),
+                input_n: qkv.n(),
+            }
+            .into());
+        }
+        let pool = if cfg!(target_arch = "wasm32") {
+            Pool::Caller
+        } else {
+            Pool::Own(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(cfg.threads)
+                    .thread_name(|i| format!("attnscope-bench-{i}"))
+                    .build()
+                    .map_err(|e| BenchError::Threads {
+                        threads: cfg.threads,
+                        reason: e.to_string(),
+                    })?,
+            )
         };
-        match k.executed_cells(p) {
-            Err(e) => result.skipped = Some(e.to_string()),
-            Ok(cells) => {
-                result.flops_executed = 4 * d as u64 * cells;
-                result.flops_computed = 4 * d as u64 * k.computed_cells(p).unwrap_or(0);
-                let estimate = rate_flops_per_ms.map(|r| result.flops_executed as f64 / r);
-                match (estimate, cfg.dense_budget_ms) {
-                    (Some(est), Some(budget)) if est > budget => {
-                        result.skipped = Some(format!(
-                            "estimated {} per run, over the budget of {}",
-                            duration_text(est),
-                            duration_text(budget)
-                        ));
-                    }
-                    _ => {
-                        crate::kernel::check_memory(kind, n, d)?;
-                        let mut times = Vec::with_capacity(cfg.repeats);
-                        let mut last = None;
-                        for run in 0..cfg.warmup + cfg.repeats {
-                            if cancel.load(Ordering::Relaxed) {
-                                return Err(BenchError::Cancelled);
+        let (n, d) = qkv.q.dim();
+        Ok(Self {
+            cfg: cfg.clone(),
+            pool,
+            scale: 1.0 / (d as f32).sqrt(),
+            rows: sample_rows(n),
+            useful: flops_useful(p, d),
+            want_pattern: Vec::new(),
+            want_dense: None,
+            rate_flops_per_ms: None,
+            results: Vec::new(),
+            stage: Stage::Reference,
+        })
+    }
+
+    /// Kernels finished so far and kernels in all.
+    pub fn kernels(&self) -> (usize, usize) {
+        (self.results.len(), self.cfg.kernels.len())
+    }
+
+    /// Does the next piece of work: up to `rows` reference rows (in parallel), the
+    /// calibration, a kernel's start or one of its runs. `Some(report)` once every kernel is
+    /// done; [`BenchError::Cancelled`] when `cancel` is seen set.
+    pub fn step(
+        &mut self,
+        p: &Pattern,
+        qkv: &Qkv,
+        rows: usize,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Option<BenchReport>, BenchError> {
+        let d = qkv.d();
+        let scale = self.scale;
+        match std::mem::replace(&mut self.stage, Stage::Done) {
+            Stage::Reference => {
+                let done = self.want_pattern.len();
+                let end = done.saturating_add(rows.max(1)).min(self.rows.len());
+                let part = &self.rows[done..end];
+                let mut want = self
+                    .pool
+                    .install(|| reference_rows(Some(p), qkv, None, part));
+                self.want_pattern.append(&mut want);
+                self.stage = if end < self.rows.len() {
+                    Stage::Reference
+                } else if self.cfg.dense_budget_ms.is_some() {
+                    Stage::Calibrate(None)
+                } else {
+                    Stage::Kernel(0)
+                };
+            }
+            Stage::Calibrate(None) => {
+                let problem = self.pool.install(|| calibration_warm_up(qkv, scale))?;
+                self.stage = Stage::Calibrate(Some(Box::new(problem)));
+            }
+            Stage::Calibrate(Some(problem)) => {
+                let (dense, small) = *problem;
+                let rate = self
+                    .pool
+                    .install(|| calibration_rate(&dense, &small, scale))?;
+                self.rate_flops_per_ms = Some(rate);
+                self.stage = Stage::Kernel(0);
+            }
+            Stage::Kernel(index) => {
+                let Some(&kind) = self.cfg.kernels.get(index) else {
+                    return Ok(Some(self.report(p, qkv)));
+                };
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(BenchError::Cancelled);
+                }
+                progress(Progress::Started {
+                    kernel: kind,
+                    index,
+                    total: self.cfg.kernels.len(),
+                });
+                let mut result = KernelResult {
+                    kernel: kind.name().to_string(),
+                    median_ms: f64::NAN,
+                    min_ms: f64::NAN,
+                    flops_useful: self.useful,
+                    flops_executed: 0,
+                    flops_computed: 0,
+                    gflops_useful: f64::NAN,
+                    speedup_vs_dense: None,
+                    max_rel_err: f64::NAN,
+                    skipped: None,
+                };
+                let k = kernel(kind, self.cfg.block);
+                match k.executed_cells(p) {
+                    Err(e) => result.skipped = Some(e.to_string()),
+                    Ok(cells) => {
+                        result.flops_executed = 4 * d as u64 * cells;
+                        result.flops_computed = 4 * d as u64 * k.computed_cells(p).unwrap_or(0);
+                        let estimate = self
+                            .rate_flops_per_ms
+                            .map(|r| result.flops_executed as f64 / r);
+                        match (estimate, self.cfg.dense_budget_ms) {
+                            (Some(est), Some(budget)) if est > budget => {
+                                result.skipped = Some(format!(
+                                    "estimated {} per run, over the budget of {}",
+                                    duration_text(est),
+                                    duration_text(budget)
+                                ));
                             }
-                            let t = Instant::now();
-                            let out = pool.install(|| k.forward_counted(p, qkv, scale));
-                            let ms = t.elapsed().as_secs_f64() * 1e3;
-                            let out = match out {
-                                Ok((o, counted)) => {
-                                    result.flops_computed = 4 * d as u64 * counted;
-                                    o
-                                }
-                                Err(e) => {
-                                    result.skipped = Some(e.to_string());
-                                    break;
-                                }
-                            };
-                            if run >= cfg.warmup {
-                                times.push(ms);
+                            _ => {
+                                crate::kernel::check_memory(kind, qkv.n(), d)?;
+                                self.stage = Stage::Run(Timing {
+                                    index,
+                                    result,
+                                    times: Vec::with_capacity(self.cfg.repeats),
+                                    runs: 0,
+                                    last: None,
+                                });
+                                return Ok(None);
                             }
-                            last = Some(out);
-                        }
-                        if let (Some(out), None) = (last, &result.skipped) {
-                            let want = if kind == KernelKind::Dense {
-                                want_dense.get_or_insert_with(|| {
-                                    pool.install(|| reference_rows(None, qkv, None, &rows))
-                                })
-                            } else {
-                                &want_pattern
-                            };
-                            result.max_rel_err = max_rel_err_rows(out.view(), &rows, want);
-                            result.min_ms = times.iter().copied().fold(f64::INFINITY, f64::min);
-                            result.median_ms = median(&mut times);
-                            result.gflops_useful = useful as f64 / (result.median_ms * 1e6);
                         }
                     }
                 }
+                self.finish_kernel(result, progress);
+                self.stage = Stage::Kernel(index + 1);
             }
+            Stage::Run(mut t) => {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(BenchError::Cancelled);
+                }
+                let kind = self.cfg.kernels[t.index];
+                let k = kernel(kind, self.cfg.block);
+                let start = Instant::now();
+                let out = self.pool.install(|| k.forward_counted(p, qkv, scale));
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                match out {
+                    Ok((o, counted)) => {
+                        t.result.flops_computed = 4 * d as u64 * counted;
+                        if t.runs >= self.cfg.warmup {
+                            t.times.push(ms);
+                        }
+                        t.runs += 1;
+                        t.last = Some(o);
+                        if t.runs < self.cfg.warmup + self.cfg.repeats {
+                            self.stage = Stage::Run(t);
+                        } else if kind == KernelKind::Dense && self.want_dense.is_none() {
+                            self.stage = Stage::DenseReference(t, Vec::new());
+                        } else {
+                            self.check(t, progress);
+                        }
+                    }
+                    Err(e) => {
+                        t.result.skipped = Some(e.to_string());
+                        self.finish_kernel(t.result, progress);
+                        self.stage = Stage::Kernel(t.index + 1);
+                    }
+                }
+            }
+            Stage::DenseReference(t, mut want) => {
+                let done = want.len();
+                let end = done.saturating_add(rows.max(1)).min(self.rows.len());
+                let part = &self.rows[done..end];
+                want.append(&mut self.pool.install(|| reference_rows(None, qkv, None, part)));
+                if end < self.rows.len() {
+                    self.stage = Stage::DenseReference(t, want);
+                } else {
+                    self.want_dense = Some(want);
+                    self.check(t, progress);
+                }
+            }
+            Stage::Done => {}
         }
-        let dense_ms = results
+        Ok(None)
+    }
+
+    /// The error, times and rate of a kernel whose runs are done; then the next kernel.
+    fn check(&mut self, mut t: Timing, progress: &mut dyn FnMut(Progress)) {
+        if let Some(out) = &t.last {
+            let want = if self.cfg.kernels[t.index] == KernelKind::Dense {
+                self.want_dense.as_deref().unwrap_or(&[])
+            } else {
+                &self.want_pattern
+            };
+            let r = &mut t.result;
+            r.max_rel_err = max_rel_err_rows(out.view(), &self.rows, want);
+            r.min_ms = t.times.iter().copied().fold(f64::INFINITY, f64::min);
+            r.median_ms = median(&mut t.times);
+            r.gflops_useful = self.useful as f64 / (r.median_ms * 1e6);
+        }
+        self.finish_kernel(t.result, progress);
+        self.stage = Stage::Kernel(t.index + 1);
+    }
+
+    /// Adds a kernel's result (with its speedup over a dense run so far) and reports it.
+    fn finish_kernel(&mut self, mut result: KernelResult, progress: &mut dyn FnMut(Progress)) {
+        let dense_ms = self
+            .results
             .iter()
             .chain(std::iter::once(&result))
             .find(|r| r.kernel == KernelKind::Dense.name() && r.median_ms.is_finite())
@@ -369,33 +513,39 @@ fn bench_in_pool(
             }
         }
         progress(Progress::Finished(result.clone()));
-        results.push(result);
+        self.results.push(result);
     }
-    // A dense run listed after other kernels still gives them a speedup.
-    if let Some(dm) = results
-        .iter()
-        .find(|r| r.kernel == KernelKind::Dense.name() && r.median_ms.is_finite())
-        .map(|r| r.median_ms)
-    {
-        for r in &mut results {
-            if r.median_ms.is_finite() {
-                r.speedup_vs_dense = Some(dm / r.median_ms);
+
+    /// The report, once every kernel is done.
+    fn report(&mut self, p: &Pattern, qkv: &Qkv) -> BenchReport {
+        let mut results = std::mem::take(&mut self.results);
+        // A dense run listed after other kernels still gives them a speedup.
+        if let Some(dm) = results
+            .iter()
+            .find(|r| r.kernel == KernelKind::Dense.name() && r.median_ms.is_finite())
+            .map(|r| r.median_ms)
+        {
+            for r in &mut results {
+                if r.median_ms.is_finite() {
+                    r.speedup_vs_dense = Some(dm / r.median_ms);
+                }
             }
         }
+        let (n, d) = qkv.q.dim();
+        BenchReport {
+            n,
+            d,
+            pattern: p.name(),
+            label: p.label(),
+            threads: self.cfg.threads,
+            results,
+        }
     }
-    Ok(BenchReport {
-        n,
-        d,
-        pattern: p.name(),
-        label: p.label(),
-        threads: cfg.threads,
-        results,
-    })
 }
 
 /// Dense kernel rate in FLOPs per ms, measured on the first `min(n, 1024)` tokens.
-/// Tokens of the dense problem [`calibrate`] times: smaller in a browser (one thread, and the
-/// app there calibrates once per kernel so that no step holds the page long).
+/// Tokens of the dense problem [`calibrate`] times: smaller in a browser (one thread, and each
+/// of its two runs is one step of a [`BenchRun`] that must not hold the page long).
 const CALIBRATION_N: usize = if cfg!(target_arch = "wasm32") {
     256
 } else {
@@ -403,8 +553,14 @@ const CALIBRATION_N: usize = if cfg!(target_arch = "wasm32") {
 };
 
 fn calibrate(qkv: &Qkv, scale: f32) -> Result<f64, BenchError> {
+    let (p, small) = calibration_warm_up(qkv, scale)?;
+    calibration_rate(&p, &small, scale)
+}
+
+/// The dense problem [`calibrate`] times (the first `min(n, CALIBRATION_N)` tokens), after
+/// one untimed run of it.
+fn calibration_warm_up(qkv: &Qkv, scale: f32) -> Result<(Pattern, Qkv), BenchError> {
     let m = qkv.n().min(CALIBRATION_N);
-    let d = qkv.d();
     let small = Qkv {
         q: qkv.q.slice(ndarray::s![..m, ..]).to_owned(),
         k: qkv.k.slice(ndarray::s![..m, ..]).to_owned(),
@@ -413,10 +569,16 @@ fn calibrate(qkv: &Qkv, scale: f32) -> Result<f64, BenchError> {
     let p = PatternParams::new(PatternKind::Dense, m)
         .build()
         .map_err(KernelError::from)?;
-    let dense = kernel(KernelKind::Dense, DEFAULT_BLOCK);
-    dense.forward(&p, &small, scale)?;
+    kernel(KernelKind::Dense, DEFAULT_BLOCK).forward(&p, &small, scale)?;
+    Ok((p, small))
+}
+
+/// The dense kernel's rate on the problem of [`calibration_warm_up`], FLOPs per ms, from one
+/// timed run.
+fn calibration_rate(p: &Pattern, small: &Qkv, scale: f32) -> Result<f64, BenchError> {
+    let (m, d) = small.q.dim();
     let t = Instant::now();
-    dense.forward(&p, &small, scale)?;
+    kernel(KernelKind::Dense, DEFAULT_BLOCK).forward(p, small, scale)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     Ok(4.0 * d as f64 * (m * m) as f64 / ms.max(1e-6))
 }
@@ -561,6 +723,61 @@ mod tests {
         assert_eq!(duration_text(4_200.0), "4.2 s");
         assert_eq!(duration_text(1_560_000.0), "26.0 min");
         assert_eq!(duration_text(9_360_000.0), "2.6 h");
+    }
+
+    #[test]
+    fn a_bench_run_step_by_step_equals_run_bench() {
+        let p = PatternParams::new(PatternKind::Sparse, 300)
+            .stride(17)
+            .window(5)
+            .build()
+            .unwrap();
+        let qkv = crate::inputs::generate(crate::inputs::InputKind::Random { seed: 3 }, 300, 16);
+        let cfg = BenchConfig {
+            repeats: 2,
+            threads: 1,
+            ..Default::default()
+        };
+        let never = AtomicBool::new(false);
+        let name = |e: &Progress| match e {
+            Progress::Started { kernel, index, .. } => format!("start {} {index}", kernel.name()),
+            Progress::Finished(r) => format!("done {}", r.kernel),
+        };
+        let mut whole_events = Vec::new();
+        let whole =
+            run_bench(&p, &qkv, &cfg, &never, &mut |e| whole_events.push(name(&e))).unwrap();
+        let mut run = BenchRun::new(&p, &qkv, &cfg).unwrap();
+        let mut events = Vec::new();
+        let mut steps = 0;
+        let stepped = loop {
+            steps += 1;
+            if let Some(r) = run
+                .step(&p, &qkv, 5, &never, &mut |e| events.push(name(&e)))
+                .unwrap()
+            {
+                break r;
+            }
+        };
+        // 64 reference rows 5 at a time, per kernel a start and 1 + 2 runs, the dense
+        // reference 5 rows at a time, the report.
+        assert_eq!(steps, 13 + 5 * 4 + 13 + 1);
+        assert_eq!(events, whole_events);
+        assert_eq!(stepped.results.len(), KernelKind::ALL.len());
+        for (a, b) in whole.results.iter().zip(&stepped.results) {
+            assert_eq!(
+                (&a.kernel, a.flops_useful, a.flops_executed, &a.skipped),
+                (&b.kernel, b.flops_useful, b.flops_executed, &b.skipped)
+            );
+            assert_eq!(a.flops_computed, b.flops_computed, "{}", a.kernel);
+            assert_eq!(
+                a.max_rel_err.to_bits(),
+                b.max_rel_err.to_bits(),
+                "{}",
+                a.kernel
+            );
+            assert!(b.median_ms.is_finite() && b.max_rel_err < 1e-4);
+        }
+        assert!(stepped.results[1].speedup_vs_dense.is_some());
     }
 
     #[test]

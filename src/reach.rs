@@ -215,85 +215,159 @@ pub fn compute(
     cancel: &AtomicBool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ReachReport, ReachError> {
-    let n = schedule.n();
-    if opts.layers == 0 || opts.layers > MAX_LAYERS {
-        return Err(ReachError::BadLayers(opts.layers));
-    }
-    if opts.max_layers == 0 || opts.max_layers > MAX_LAYERS {
-        return Err(ReachError::BadMaxLayers(opts.max_layers));
-    }
-    if n > REACH_MAX_N {
-        return Err(ReachError::TooLarge(n));
-    }
-    let max_layers = opts.max_layers.max(opts.layers);
-    let plans: Vec<Plan> = schedule
-        .patterns()
-        .iter()
-        .map(Plan::new)
-        .collect::<Result<_, _>>()?;
-    let side = opts.raster_side.min(MAX_RASTER_SIDE).min(n);
-    let geom = (side > 0).then(|| RasterGeom::new(n, side));
-    let n_chunks = n.div_ceil(CHUNK_KEYS);
-    let done = AtomicUsize::new(0);
-    let job = Job {
-        n,
-        plans: &plans,
-        layers: opts.layers,
-        max_layers,
-        geom: geom.as_ref(),
-        cancel,
-    };
-    let results: Vec<Option<ChunkResult>> = (0..n_chunks)
-        .into_par_iter()
-        .map_init(
-            || Scratch::new(n),
-            |scratch, c| {
-                let r = job.run_chunk(c, scratch);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, n_chunks);
-                r
-            },
-        )
-        .collect();
-    if cancel.load(Ordering::Relaxed) || results.iter().any(Option::is_none) {
-        return Err(ReachError::Cancelled);
-    }
-    let mut counts = vec![0u64; max_layers + 1];
-    let mut rasters: Vec<Raster> = match &geom {
-        Some(g) => (0..opts.layers).map(|_| g.empty_raster()).collect(),
-        None => Vec::new(),
-    };
-    for r in results.into_iter().flatten() {
-        for (total, c) in counts.iter_mut().zip(&r.counts) {
-            *total += c;
+    let mut run = ReachRun::new(schedule, opts)?;
+    run.run(usize::MAX, cancel, progress)?;
+    run.finish()
+}
+
+/// A [`compute`] that runs its chunks of 512 keys a few at a time, for a caller that must
+/// pause between pieces of work (the app in a browser runs one chunk per slice between
+/// frames). The report is the same whatever the batches.
+pub struct ReachRun {
+    n: usize,
+    plans: Vec<Plan>,
+    layers: usize,
+    max_layers: usize,
+    geom: Option<RasterGeom>,
+    label: String,
+    n_chunks: usize,
+    results: Vec<ChunkResult>,
+    /// Buffers reused by batches of one chunk.
+    scratch: Option<Scratch>,
+}
+
+impl ReachRun {
+    /// Checks the options and prepares the schedule's layers; no chunk runs yet.
+    pub fn new(schedule: &Schedule, opts: &ReachOptions) -> Result<Self, ReachError> {
+        let n = schedule.n();
+        if opts.layers == 0 || opts.layers > MAX_LAYERS {
+            return Err(ReachError::BadLayers(opts.layers));
         }
-        if let Some(g) = &geom {
-            for (raster, strip) in rasters.iter_mut().zip(&r.strips) {
-                let width = r.x_hi - r.x_lo;
-                for y in 0..g.side {
-                    for (dx, v) in strip[y * width..(y + 1) * width].iter().enumerate() {
-                        raster.counts[y * g.side + r.x_lo + dx] += v;
+        if opts.max_layers == 0 || opts.max_layers > MAX_LAYERS {
+            return Err(ReachError::BadMaxLayers(opts.max_layers));
+        }
+        if n > REACH_MAX_N {
+            return Err(ReachError::TooLarge(n));
+        }
+        let plans: Vec<Plan> = schedule
+            .patterns()
+            .iter()
+            .map(Plan::new)
+            .collect::<Result<_, _>>()?;
+        let side = opts.raster_side.min(MAX_RASTER_SIDE).min(n);
+        Ok(Self {
+            n,
+            plans,
+            layers: opts.layers,
+            max_layers: opts.max_layers.max(opts.layers),
+            geom: (side > 0).then(|| RasterGeom::new(n, side)),
+            label: schedule.label(),
+            n_chunks: n.div_ceil(CHUNK_KEYS),
+            results: Vec::new(),
+            scratch: None,
+        })
+    }
+
+    /// `(chunks done, chunks in all)`.
+    pub fn chunks(&self) -> (usize, usize) {
+        (self.results.len(), self.n_chunks)
+    }
+
+    /// Whether every chunk has run.
+    pub fn is_done(&self) -> bool {
+        self.results.len() >= self.n_chunks
+    }
+
+    /// Runs the next `count` chunks (at most those left), in parallel when more than one;
+    /// `progress(done, total)` after each; [`ReachError::Cancelled`] once `cancel` is set.
+    pub fn run(
+        &mut self,
+        count: usize,
+        cancel: &AtomicBool,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(), ReachError> {
+        let first = self.results.len();
+        let last = first.saturating_add(count).min(self.n_chunks);
+        let job = Job {
+            n: self.n,
+            plans: &self.plans,
+            layers: self.layers,
+            max_layers: self.max_layers,
+            geom: self.geom.as_ref(),
+            cancel,
+        };
+        let total = self.n_chunks;
+        let done = AtomicUsize::new(first);
+        let batch: Vec<Option<ChunkResult>> = if last == first + 1 {
+            let n = self.n;
+            let scratch = self.scratch.get_or_insert_with(|| Scratch::new(n));
+            let r = job.run_chunk(first, scratch);
+            progress(first + 1, total);
+            vec![r]
+        } else {
+            (first..last)
+                .into_par_iter()
+                .map_init(
+                    || Scratch::new(self.n),
+                    |scratch, c| {
+                        let r = job.run_chunk(c, scratch);
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
+                        r
+                    },
+                )
+                .collect()
+        };
+        if cancel.load(Ordering::Relaxed) || batch.iter().any(Option::is_none) {
+            return Err(ReachError::Cancelled);
+        }
+        self.results.extend(batch.into_iter().flatten());
+        Ok(())
+    }
+
+    /// The report, once every chunk has run ([`ReachError::Cancelled`] before).
+    pub fn finish(self) -> Result<ReachReport, ReachError> {
+        if !self.is_done() {
+            return Err(ReachError::Cancelled);
+        }
+        let (n, max_layers) = (self.n, self.max_layers);
+        let mut counts = vec![0u64; max_layers + 1];
+        let mut rasters: Vec<Raster> = match &self.geom {
+            Some(g) => (0..self.layers).map(|_| g.empty_raster()).collect(),
+            None => Vec::new(),
+        };
+        for r in &self.results {
+            for (total, c) in counts.iter_mut().zip(&r.counts) {
+                *total += c;
+            }
+            if let Some(g) = &self.geom {
+                for (raster, strip) in rasters.iter_mut().zip(&r.strips) {
+                    let width = r.x_hi - r.x_lo;
+                    for y in 0..g.side {
+                        for (dx, v) in strip[y * width..(y + 1) * width].iter().enumerate() {
+                            raster.counts[y * g.side + r.x_lo + dx] += v;
+                        }
                     }
                 }
             }
         }
-    }
-    let all = (n as u64) * (n as u64);
-    let layers = (1..=opts.layers)
-        .map(|l| ReachLayer {
-            layer: l,
-            reachable_pairs: counts[l],
-            coverage: counts[l] as f64 / all as f64,
+        let all = (n as u64) * (n as u64);
+        let layers = (1..=self.layers)
+            .map(|l| ReachLayer {
+                layer: l,
+                reachable_pairs: counts[l],
+                coverage: counts[l] as f64 / all as f64,
+            })
+            .collect();
+        let layers_to_full = (1..=max_layers).find(|&l| counts[l] == all);
+        Ok(ReachReport {
+            n,
+            pattern: self.label,
+            layers,
+            layers_to_full,
+            max_layers,
+            rasters,
         })
-        .collect();
-    let layers_to_full = (1..=max_layers).find(|&l| counts[l] == all);
-    Ok(ReachReport {
-        n,
-        pattern: schedule.label(),
-        layers,
-        layers_to_full,
-        max_layers,
-        rasters,
-    })
+    }
 }
 
 /// Convenience: coverage of `p` repeated over `layers` layers, full coverage searched within

@@ -3,13 +3,14 @@
 //! For each `n` the pattern is rebuilt at that length — with the stride and window as given
 //! ([`Scaling::Fixed`]: work O(n·(w + n/k))) or with the Sparse Transformer's
 //! k = w = ⌈√n⌉ ([`Scaling::SqrtN`]: work O(n√n)) — fresh seeded inputs are generated and
-//! [`crate::bench::run_bench`] times every kernel. The same function feeds the app's sweep view
-//! and `attnscope bench --sweep 256..65536`; results export as CSV.
+//! [`crate::bench::run_bench`] times every kernel ([`SweepRun`] does it step by step). The
+//! same code feeds the app's sweep view and `attnscope bench --sweep 256..65536`; results
+//! export as CSV.
 
-use crate::bench::{run_bench, BenchConfig, BenchError, BenchReport, Progress};
-use crate::inputs::{try_generate, InputKind};
+use crate::bench::{BenchConfig, BenchError, BenchReport, BenchRun, Progress};
+use crate::inputs::{try_generate, InputKind, Qkv};
 use crate::kernel::KernelError;
-use crate::pattern::{PatternError, PatternParams, MAX_N};
+use crate::pattern::{Pattern, PatternError, PatternParams, MAX_N};
 use crate::presets::sqrt_stride;
 use std::io::Write;
 use std::path::Path;
@@ -172,48 +173,118 @@ pub fn run_sweep(
     cancel: &AtomicBool,
     progress: &mut dyn FnMut(SweepProgress),
 ) -> Result<SweepReport, SweepError> {
-    let mut report = SweepReport::default();
-    let total = cfg.sizes.len();
-    for (index, &n) in cfg.sizes.iter().enumerate() {
-        if cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(SweepError::Cancelled(report));
+    let mut run = SweepRun::new(cfg.clone());
+    loop {
+        if let Some(report) = run.step(usize::MAX, cancel, progress)? {
+            return Ok(report);
         }
-        progress(SweepProgress::Size { index, total, n });
-        let p = params_at(&cfg.params, cfg.scaling, n)
-            .build()
-            .map_err(|source| SweepError::Pattern { n, source })?;
-        let qkv = try_generate(cfg.input, n, cfg.d).map_err(|e| SweepError::Bench {
-            n,
-            source: BenchError::Kernel(KernelError::OutOfMemory(e)),
-        })?;
-        let kernels = cfg.bench.kernels.len();
-        let mut finished = 0;
-        let r = run_bench(&p, &qkv, &cfg.bench, cancel, &mut |event| {
-            if matches!(event, Progress::Finished(_)) {
-                finished += 1;
+    }
+}
+
+/// The size being benchmarked: its length, pattern, inputs, benchmark and kernels finished.
+struct AtSize {
+    n: usize,
+    pattern: Pattern,
+    qkv: Qkv,
+    bench: BenchRun,
+    finished: usize,
+}
+
+/// A [`run_sweep`] run one piece at a time, for a caller that must pause between pieces of
+/// work (the app in a browser): the set-up of a size (its pattern and inputs), then the
+/// steps of its benchmark ([`BenchRun::step`]). The report is the one [`run_sweep`] gives.
+pub struct SweepRun {
+    cfg: SweepConfig,
+    report: SweepReport,
+    index: usize,
+    at: Option<AtSize>,
+}
+
+impl SweepRun {
+    /// A sweep of `cfg` that has not started.
+    pub fn new(cfg: SweepConfig) -> Self {
+        Self {
+            cfg,
+            report: SweepReport::default(),
+            index: 0,
+            at: None,
+        }
+    }
+
+    /// Does the next piece of work (`rows` reference rows at most per benchmark step).
+    /// `Some(report)` once every size is done; [`SweepError::Cancelled`] with the sizes
+    /// finished so far when `cancel` is seen set.
+    pub fn step(
+        &mut self,
+        rows: usize,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(SweepProgress),
+    ) -> Result<Option<SweepReport>, SweepError> {
+        let total = self.cfg.sizes.len();
+        let index = self.index;
+        let Some(at) = &mut self.at else {
+            let Some(&n) = self.cfg.sizes.get(index) else {
+                return Ok(Some(std::mem::take(&mut self.report)));
+            };
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(SweepError::Cancelled(std::mem::take(&mut self.report)));
             }
-            progress(SweepProgress::Kernel {
-                index,
-                total,
-                finished,
-                kernels,
-                event,
-            })
-        });
+            progress(SweepProgress::Size { index, total, n });
+            let pattern = params_at(&self.cfg.params, self.cfg.scaling, n)
+                .build()
+                .map_err(|source| SweepError::Pattern { n, source })?;
+            let qkv =
+                try_generate(self.cfg.input, n, self.cfg.d).map_err(|e| SweepError::Bench {
+                    n,
+                    source: BenchError::Kernel(KernelError::OutOfMemory(e)),
+                })?;
+            let bench = BenchRun::new(&pattern, &qkv, &self.cfg.bench)
+                .map_err(|source| SweepError::Bench { n, source })?;
+            self.at = Some(AtSize {
+                n,
+                pattern,
+                qkv,
+                bench,
+                finished: 0,
+            });
+            return Ok(None);
+        };
+        let kernels = self.cfg.bench.kernels.len();
+        let finished = &mut at.finished;
+        let r = at
+            .bench
+            .step(&at.pattern, &at.qkv, rows, cancel, &mut |event| {
+                if matches!(event, Progress::Finished(_)) {
+                    *finished += 1;
+                }
+                progress(SweepProgress::Kernel {
+                    index,
+                    total,
+                    finished: *finished,
+                    kernels,
+                    event,
+                })
+            });
+        let n = at.n;
         match r {
-            Ok(r) => {
+            Ok(None) => Ok(None),
+            Ok(Some(r)) => {
                 progress(SweepProgress::Done {
                     index,
                     total,
                     report: r.clone(),
                 });
-                report.points.push(r);
+                self.report.points.push(r);
+                self.index += 1;
+                self.at = None;
+                Ok(None)
             }
-            Err(BenchError::Cancelled) => return Err(SweepError::Cancelled(report)),
-            Err(source) => return Err(SweepError::Bench { n, source }),
+            Err(BenchError::Cancelled) => {
+                Err(SweepError::Cancelled(std::mem::take(&mut self.report)))
+            }
+            Err(source) => Err(SweepError::Bench { n, source }),
         }
     }
-    Ok(report)
 }
 
 /// The CSV header of [`csv`].
@@ -292,6 +363,77 @@ mod tests {
                 threads: 1,
                 ..BenchConfig::default()
             },
+        }
+    }
+
+    /// The report without its times (which differ from run to run).
+    fn untimed(r: &SweepReport) -> Vec<(usize, String, u64, u64, String, Option<String>)> {
+        r.points
+            .iter()
+            .flat_map(|b| {
+                b.results.iter().map(move |k| {
+                    (
+                        b.n,
+                        k.kernel.clone(),
+                        k.flops_useful,
+                        k.flops_executed,
+                        format!("{:e}", k.max_rel_err),
+                        k.skipped.clone(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_sweep_run_step_by_step_equals_run_sweep() {
+        let mut c = cfg(vec![100, 200], Scaling::SqrtN);
+        c.bench.repeats = 2;
+        c.bench.warmup = 1;
+        let never = AtomicBool::new(false);
+        let mut whole_events = Vec::new();
+        let whole = run_sweep(&c, &never, &mut |e| whole_events.push(e.fraction())).unwrap();
+        let mut run = SweepRun::new(c);
+        let mut events = Vec::new();
+        let mut steps = 0;
+        let sliced = loop {
+            steps += 1;
+            match run.step(1, &never, &mut |e| events.push(e.fraction())) {
+                Ok(Some(r)) => break r,
+                Ok(None) => {}
+                Err(e) => panic!("{e}"),
+            }
+        };
+        // Per size: set-up, 64 reference rows one at a time (sample rows of n = 100 and 200),
+        // per kernel a start and three runs, 64 dense reference rows for the dense kernel.
+        assert!(steps > 2 * (64 + 2 * 4 + 64), "{steps} steps");
+        assert_eq!(events, whole_events);
+        assert_eq!(untimed(&sliced), untimed(&whole));
+        assert!(sliced.points[1].results[0].median_ms.is_finite());
+    }
+
+    #[test]
+    fn a_sweep_run_cancelled_between_steps_keeps_the_finished_sizes() {
+        let c = cfg(vec![32, 64, 128], Scaling::Fixed);
+        let cancel = AtomicBool::new(false);
+        let mut run = SweepRun::new(c);
+        // Step until the first size is done.
+        let mut first_done = false;
+        while !first_done {
+            let out = run.step(1, &cancel, &mut |e| {
+                first_done |= matches!(e, SweepProgress::Done { .. });
+            });
+            assert!(matches!(out, Ok(None)));
+        }
+        run.step(1, &cancel, &mut |_| {}).unwrap();
+        cancel.store(true, Ordering::Relaxed);
+        let mut outcome = run.step(1, &cancel, &mut |_| {});
+        while let Ok(None) = outcome {
+            outcome = run.step(1, &cancel, &mut |_| {});
+        }
+        match outcome {
+            Err(SweepError::Cancelled(r)) => assert_eq!(r.points.len(), 1),
+            other => panic!("expected a cancelled sweep, got {other:?}"),
         }
     }
 

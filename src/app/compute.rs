@@ -5,13 +5,13 @@
 //! [`Raster`]; the UI only uploads the finished RGBA buffers as `NEAREST` textures.
 
 use super::settings::{tiles, MapId, MAX_TILES};
-use super::worker::Job;
+use super::worker::{Job, Sliced};
 use crate::pattern::{BlockKind, Pattern, PatternParams, Raster};
 use crate::render::Colormap;
 use crate::stats::PatternStats;
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Colour of cells allowed by the local window only (blue).
 pub const LOCAL_RGB: [u8; 3] = [78, 154, 232];
@@ -190,32 +190,87 @@ impl MaskCache {
         v
     }
 
-    fn full_raster(&mut self, p: &Pattern, params: &PatternParams, side: usize) -> Raster {
+    /// The whole-matrix raster of `p` at `side`, counted band by band (a sliced job pauses
+    /// between bands); `None` when cancelled.
+    async fn full_raster(
+        &mut self,
+        p: &Pattern,
+        params: &PatternParams,
+        side: usize,
+        ctl: &Job,
+        progress: impl Fn(f32),
+    ) -> Option<Raster> {
         let key = FullKey(format!("{params:?}"), side);
         if let Some(r) = self.full.get(&key) {
-            return r.clone();
+            return Some(r.clone());
         }
-        let r = Raster::build(p, side);
+        let r = fill_sliced(p, Raster::empty(p.n(), side), ctl, progress).await?;
         if self.full.len() > 16 {
             self.full.clear();
         }
         self.full.insert(key, r.clone());
-        r
+        Some(r)
     }
 }
 
-/// Runs one job; `None` when cancelled.
-pub fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<MaskResult> {
+/// Pixels of one band of a raster counted between two checkpoints of a sliced job (a few
+/// milliseconds of counting in a browser at n = 4096).
+pub const BAND_PIXELS: usize = 1 << 15;
+
+/// Fills every row of `r` with `p`'s counts, [`Job::batch`] bands of [`BAND_PIXELS`] at a
+/// time with a checkpoint after each, reporting the share done; `None` when cancelled.
+pub async fn fill_sliced(
+    p: &Pattern,
+    mut r: Raster,
+    ctl: &Job,
+    progress: impl Fn(f32),
+) -> Option<Raster> {
+    let band = (BAND_PIXELS / r.width.max(1)).max(1);
+    let mut y = 0;
+    while y < r.height {
+        let rows = ctl.batch(r.height.div_ceil(band)) * band;
+        r.fill_rows(p, y..y + rows);
+        y = (y + rows).min(r.height);
+        if ctl.cancelled() {
+            return None;
+        }
+        progress(y as f32 / r.height as f32);
+        ctl.checkpoint().await;
+    }
+    Some(r)
+}
+
+/// The masks worker's job for [`super::worker::Worker::spawn_sliced`]: [`run_mask_job`] with
+/// the cache kept between jobs (a job dropped between slices drops the cache with it).
+pub fn mask_worker() -> impl FnMut(MaskJob, Job) -> Sliced<MaskResult> + Send + 'static {
+    let cache = Arc::new(Mutex::new(MaskCache::default()));
+    move |job, ctl| {
+        let cache = cache.clone();
+        Box::pin(async move {
+            let lock = || cache.lock().unwrap_or_else(|e| e.into_inner());
+            let mut mine = std::mem::take(&mut *lock());
+            let out = run_mask_job(job, &mut mine, &ctl).await;
+            *lock() = mine;
+            out
+        })
+    }
+}
+
+/// Runs one job, pausing at checkpoints between maps, raster bands and images when sliced;
+/// `None` when cancelled.
+pub async fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<MaskResult> {
     let t0 = web_time::Instant::now();
     let mut maps = Vec::with_capacity(job.maps.len());
     // Rasters of the atrous and local maps, kept to colour the sparse map by origin.
     let mut parts: HashMap<MapId, (Raster, Option<Raster>)> = HashMap::new();
-    let total = job.maps.len().max(1) as u32;
+    let total = job.maps.len().max(1) as f32;
     for (step, (id, params)) in job.maps.iter().enumerate() {
         if ctl.cancelled() {
             return None;
         }
-        ctl.set_progress(step as u32 * 1000 / total);
+        // Share of map `step` done → progress of the whole job.
+        let at = |f: f32| ctl.set_progress(((step as f32 + f) / total * 1000.0) as u32);
+        at(0.0);
         let p = match params.build() {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -233,51 +288,64 @@ pub fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<Ma
             }
         };
         let (stats, nnz) = cache.stats(&p, params, job.block, job.d);
-        let full_r = cache.full_raster(&p, params, job.side);
-        let region_r = job.region.as_ref().filter(|_| p.n() > job.side).map(|g| {
-            Raster::build_region(
-                &p,
-                clip(&g.rows, p.n()),
-                clip(&g.cols, p.n()),
-                g.width,
-                g.height,
-            )
-        });
+        ctl.checkpoint().await;
+        let full_r = cache
+            .full_raster(&p, params, job.side, ctl, |f| at(0.1 + 0.5 * f))
+            .await?;
+        let region_r = match job.region.as_ref().filter(|_| p.n() > job.side) {
+            Some(g) => {
+                let empty = Raster::empty_region(
+                    p.n(),
+                    clip(&g.rows, p.n()),
+                    clip(&g.cols, p.n()),
+                    g.width,
+                    g.height,
+                );
+                Some(fill_sliced(&p, empty, ctl, |f| at(0.6 + 0.2 * f)).await?)
+            }
+            None => None,
+        };
         if ctl.cancelled() {
             return None;
         }
-        let colour = |r: &Raster| -> MaskImage {
-            match id {
-                MapId::Sparse => {
-                    let local = parts.get(&MapId::Local);
-                    let atrous = parts.get(&MapId::Atrous);
-                    let pick = |pr: Option<&(Raster, Option<Raster>)>| {
-                        pr.and_then(|(f, reg)| {
-                            if same_grid(f, r) {
-                                Some(f.clone())
-                            } else {
-                                reg.as_ref().filter(|g| same_grid(g, r)).cloned()
-                            }
-                        })
-                    };
-                    match (pick(local), pick(atrous)) {
-                        (Some(l), Some(a)) => composite(r, &l, &a, job.dark),
-                        _ => tinted(r, BOTH_RGB, job.dark),
-                    }
+        // Union members' rasters on each grid, to colour the selected map by member.
+        let by_member = matches!(id, MapId::Selected) && p.member_labels().len() > 1;
+        let mut member_parts: Vec<Vec<Raster>> = Vec::new();
+        if by_member {
+            let members = p.members();
+            for r in std::iter::once(&full_r).chain(region_r.as_ref()) {
+                let mut grid = Vec::new();
+                for m in &members {
+                    let rows = r.row_edges[0]..r.row_edges[r.height];
+                    let cols = r.col_edges[0]..r.col_edges[r.width];
+                    let empty = Raster::empty_region(m.n(), rows, cols, r.width, r.height);
+                    grid.push(fill_sliced(m, empty, ctl, |_| {}).await?);
                 }
-                MapId::Atrous => tinted(r, ATROUS_RGB, job.dark),
-                MapId::Local => tinted(r, LOCAL_RGB, job.dark),
-                MapId::Selected if p.member_labels().len() > 1 => members_image(&p, r, job.dark),
-                MapId::Selected => mapped(r, job.colormap),
+                member_parts.push(grid);
             }
+        }
+        let full = {
+            let members = member_parts.first().map(Vec::as_slice);
+            let paint = painter(*id, &job, &full_r, origin(&parts, &full_r), members);
+            paint_sliced(&full_r, paint, ctl).await?
         };
-        let full = colour(&full_r);
-        let region = region_r.as_ref().map(colour);
+        at(0.85);
+        let region = match &region_r {
+            Some(r) => {
+                let members = member_parts.get(1).map(Vec::as_slice);
+                let paint = painter(*id, &job, r, origin(&parts, r), members);
+                Some(paint_sliced(r, paint, ctl).await?)
+            }
+            None => None,
+        };
+        at(0.9);
         let (blocks_full, blocks_region) = if job.blocks && tiles(p.n(), job.block) <= MAX_TILES {
-            (
-                Some(block_overlay(&p, job.block, &full_r)),
-                region_r.as_ref().map(|r| block_overlay(&p, job.block, r)),
-            )
+            let whole = paint_sliced(&full_r, block_overlay(&p, job.block, &full_r), ctl).await?;
+            let zoomed = match &region_r {
+                Some(r) => Some(paint_sliced(r, block_overlay(&p, job.block, r), ctl).await?),
+                None => None,
+            };
+            (Some(whole), zoomed)
         } else {
             (None, None)
         };
@@ -294,6 +362,7 @@ pub fn run_mask_job(job: MaskJob, cache: &mut MaskCache, ctl: &Job) -> Option<Ma
             blocks_full,
             blocks_region,
         });
+        ctl.checkpoint().await;
     }
     ctl.set_progress(1000);
     Some(MaskResult {
@@ -308,22 +377,89 @@ fn clip(r: &Range<usize>, n: usize) -> Range<usize> {
     s..r.end.clamp(s + 1, n)
 }
 
+/// How map `id` is coloured on the grid of `r`: the sparse map by origin when `origin` holds
+/// the local and atrous rasters on that grid, a union by member when `members` holds its
+/// members' rasters.
+fn painter<'a>(
+    id: MapId,
+    job: &MaskJob,
+    r: &'a Raster,
+    origin: Option<(&'a Raster, &'a Raster)>,
+    members: Option<&'a [Raster]>,
+) -> PaintRows<'a> {
+    match (id, origin, members) {
+        (MapId::Sparse, Some((local, atrous)), _) => composite(r, local, atrous, job.dark),
+        (MapId::Sparse, None, _) => tinted(r, BOTH_RGB, job.dark),
+        (MapId::Atrous, ..) => tinted(r, ATROUS_RGB, job.dark),
+        (MapId::Local, ..) => tinted(r, LOCAL_RGB, job.dark),
+        (MapId::Selected, _, Some(parts)) => members_image(r, parts, job.dark),
+        (MapId::Selected, _, None) => mapped(r, job.colormap),
+    }
+}
+
+/// The local and atrous maps' rasters on the grid of `r`, if both have one.
+fn origin<'a>(
+    parts: &'a HashMap<MapId, (Raster, Option<Raster>)>,
+    r: &Raster,
+) -> Option<(&'a Raster, &'a Raster)> {
+    let pick = |m: MapId| {
+        parts.get(&m).and_then(|(f, reg)| {
+            if same_grid(f, r) {
+                Some(f)
+            } else {
+                reg.as_ref().filter(|g| same_grid(g, r))
+            }
+        })
+    };
+    Some((pick(MapId::Local)?, pick(MapId::Atrous)?))
+}
+
 fn same_grid(a: &Raster, b: &Raster) -> bool {
     a.col_edges == b.col_edges && a.row_edges == b.row_edges
 }
 
-fn image_of(r: &Raster, rgba: Vec<u8>) -> MaskImage {
-    MaskImage {
-        image: Arc::new(egui::ColorImage::from_rgba_unmultiplied(
-            [r.width, r.height],
-            &rgba,
-        )),
+/// The RGBA pixels of some rows of an image of a raster: `paint(rows, out)` appends the
+/// pixels of rows `rows` to `out`.
+pub type PaintRows<'a> = Box<dyn FnMut(Range<usize>, &mut Vec<u8>) + 'a>;
+
+/// The image of `r` painted by `paint`, [`Job::batch`] bands of [`BAND_PIXELS`] at a time
+/// (and turned into an egui image the same way) with a checkpoint after each band; `None`
+/// when cancelled.
+pub async fn paint_sliced(r: &Raster, mut paint: PaintRows<'_>, ctl: &Job) -> Option<MaskImage> {
+    let band = (BAND_PIXELS / r.width.max(1)).max(1);
+    let bands = |y: usize| ctl.batch((r.height - y).div_ceil(band)) * band;
+    let mut rgba = Vec::with_capacity(r.width * r.height * 4);
+    let mut y = 0;
+    while y < r.height {
+        let end = (y + bands(y)).min(r.height);
+        paint(y..end, &mut rgba);
+        y = end;
+        if ctl.cancelled() {
+            return None;
+        }
+        ctl.checkpoint().await;
+    }
+    // `ColorImage::from_rgba_unmultiplied`, band by band.
+    let mut pixels = Vec::with_capacity(r.width * r.height);
+    let mut y = 0;
+    while y < r.height {
+        let end = (y + bands(y)).min(r.height);
+        pixels.extend(
+            rgba[y * r.width * 4..end * r.width * 4]
+                .chunks_exact(4)
+                .map(|p| egui::Color32::from_rgba_unmultiplied(p[0], p[1], p[2], p[3])),
+        );
+        y = end;
+        ctl.checkpoint().await;
+    }
+    Some(MaskImage {
+        image: Arc::new(egui::ColorImage::new([r.width, r.height], pixels)),
         rgba,
         width: r.width,
         height: r.height,
         rows: r.row_edges[0]..r.row_edges[r.height],
         cols: r.col_edges[0]..r.col_edges[r.width],
-    }
+    })
 }
 
 /// `v` (≥ 0) rounded half away from zero, saturated to a byte. `f32::round` is a library call
@@ -349,115 +485,129 @@ pub fn intensity(f: f32) -> f32 {
     }
 }
 
-/// Background → `rgb` by the allowed share of each pixel (through [`intensity`]).
-pub fn tinted(r: &Raster, rgb: [u8; 3], dark: bool) -> MaskImage {
-    let bg = background(dark);
-    let mut out = Vec::with_capacity(r.counts.len() * 4);
-    // Neighbouring pixels mostly share their share: colour each new value once.
-    let mut last = (f32::NAN, [0u8; 3]);
-    for f in r.fractions() {
-        if f != last.0 {
-            last = (f, lerp(bg, rgb, intensity(f)));
-        }
-        let c = last.1;
-        out.extend_from_slice(&[c[0], c[1], c[2], 255]);
+/// The allowed share of pixel `(x, y)` of `r` (as [`Raster::fractions`]).
+fn fraction(r: &Raster, x: usize, y: usize) -> f32 {
+    let a = r.area(x, y);
+    if a == 0 {
+        0.0
+    } else {
+        r.counts[y * r.width + x] as f32 / a as f32
     }
-    image_of(r, out)
+}
+
+/// Background → `rgb` by the allowed share of each pixel (through [`intensity`]).
+pub fn tinted(r: &Raster, rgb: [u8; 3], dark: bool) -> PaintRows<'_> {
+    let bg = background(dark);
+    Box::new(move |ys, out| {
+        // Neighbouring pixels mostly share their share: colour each new value once.
+        let mut last = (f32::NAN, [0u8; 3]);
+        for y in ys {
+            for x in 0..r.width {
+                let f = fraction(r, x, y);
+                if f != last.0 {
+                    last = (f, lerp(bg, rgb, intensity(f)));
+                }
+                let c = last.1;
+                out.extend_from_slice(&[c[0], c[1], c[2], 255]);
+            }
+        }
+    })
 }
 
 /// The colormap of each pixel's allowed share (through [`intensity`]).
-pub fn mapped(r: &Raster, cmap: Colormap) -> MaskImage {
+pub fn mapped(r: &Raster, cmap: Colormap) -> PaintRows<'_> {
     let lut = cmap.lut();
-    let mut out = Vec::with_capacity(r.counts.len() * 4);
-    for f in r.fractions() {
-        let c = lut[round_u8(intensity(f) * 255.0) as usize];
-        out.extend_from_slice(&[c[0], c[1], c[2], 255]);
-    }
-    image_of(r, out)
+    Box::new(move |ys, out| {
+        for y in ys {
+            for x in 0..r.width {
+                let c = lut[round_u8(intensity(fraction(r, x, y)) * 255.0) as usize];
+                out.extend_from_slice(&[c[0], c[1], c[2], 255]);
+            }
+        }
+    })
 }
 
 /// The sparse map coloured by origin: the local-only, atrous-only and both cells of a pixel
 /// mixed by count (`both = local + atrous − sparse`), over the background by [`intensity`].
-pub fn composite(sparse: &Raster, local: &Raster, atrous: &Raster, dark: bool) -> MaskImage {
+pub fn composite<'a>(
+    sparse: &'a Raster,
+    local: &'a Raster,
+    atrous: &'a Raster,
+    dark: bool,
+) -> PaintRows<'a> {
     let bg = background(dark);
-    let mut out = Vec::with_capacity(sparse.counts.len() * 4);
-    // Neighbouring pixels mostly share their counts: mix each new combination once.
-    let mut last = (None, [0u8; 4]);
-    for y in 0..sparse.height {
-        for x in 0..sparse.width {
-            let t = y * sparse.width + x;
-            let key = (
-                sparse.area(x, y),
-                sparse.counts[t],
-                local.counts[t],
-                atrous.counts[t],
-            );
-            if last.0 != Some(key) {
-                let (area, s, l, a) = key;
-                let area = area.max(1) as f32;
-                let both = (l + a).saturating_sub(s);
-                let lo = l.saturating_sub(both) as f32;
-                let ao = a.saturating_sub(both) as f32;
-                let b = both as f32;
-                let allowed = (lo + ao + b).max(1.0);
-                let t = intensity(s as f32 / area);
-                let mix = |k: usize| {
-                    let c = (lo * LOCAL_RGB[k] as f32
-                        + ao * ATROUS_RGB[k] as f32
-                        + b * BOTH_RGB[k] as f32)
-                        / allowed;
-                    round_u8((bg[k] as f32 + (c - bg[k] as f32) * t).clamp(0.0, 255.0))
-                };
-                last = (Some(key), [mix(0), mix(1), mix(2), 255]);
+    Box::new(move |ys, out| {
+        // Neighbouring pixels mostly share their counts: mix each new combination once.
+        let mut last = (None, [0u8; 4]);
+        for y in ys {
+            for x in 0..sparse.width {
+                let t = y * sparse.width + x;
+                let key = (
+                    sparse.area(x, y),
+                    sparse.counts[t],
+                    local.counts[t],
+                    atrous.counts[t],
+                );
+                if last.0 != Some(key) {
+                    let (area, s, l, a) = key;
+                    let area = area.max(1) as f32;
+                    let both = (l + a).saturating_sub(s);
+                    let lo = l.saturating_sub(both) as f32;
+                    let ao = a.saturating_sub(both) as f32;
+                    let b = both as f32;
+                    let allowed = (lo + ao + b).max(1.0);
+                    let t = intensity(s as f32 / area);
+                    let mix = |k: usize| {
+                        let c = (lo * LOCAL_RGB[k] as f32
+                            + ao * ATROUS_RGB[k] as f32
+                            + b * BOTH_RGB[k] as f32)
+                            / allowed;
+                        round_u8((bg[k] as f32 + (c - bg[k] as f32) * t).clamp(0.0, 255.0))
+                    };
+                    last = (Some(key), [mix(0), mix(1), mix(2), 255]);
+                }
+                out.extend_from_slice(&last.1);
             }
-            out.extend_from_slice(&last.1);
         }
-    }
-    image_of(sparse, out)
+    })
 }
 
 /// A union coloured by member: each pixel mixes the colours of the members that allow its
-/// cells, weighted by their counts, over the background by the union's share [`intensity`].
-pub fn members_image(p: &Pattern, r: &Raster, dark: bool) -> MaskImage {
-    let rows = r.row_edges[0]..r.row_edges[r.height];
-    let cols = r.col_edges[0]..r.col_edges[r.width];
-    let parts: Vec<Raster> = p
-        .members()
-        .iter()
-        .map(|m| Raster::build_region(m, rows.clone(), cols.clone(), r.width, r.height))
-        .collect();
+/// cells, weighted by their counts, over the background by the union's share [`intensity`];
+/// `parts` are the members' rasters on the grid of `r`, in member order.
+pub fn members_image<'a>(r: &'a Raster, parts: &'a [Raster], dark: bool) -> PaintRows<'a> {
     let bg = background(dark);
-    let mut out = Vec::with_capacity(r.counts.len() * 4);
-    for y in 0..r.height {
-        for x in 0..r.width {
-            let t = y * r.width + x;
-            let area = r.area(x, y).max(1) as f32;
-            let weights: Vec<f32> = parts.iter().map(|m| m.counts[t] as f32).collect();
-            let total = weights.iter().sum::<f32>().max(1.0);
-            let level = intensity(r.counts[t] as f32 / area);
-            let mix = |k: usize| {
-                let c: f32 = weights
-                    .iter()
-                    .enumerate()
-                    .map(|(m, w)| w * member_rgb(m)[k] as f32)
-                    .sum::<f32>()
-                    / total;
-                (bg[k] as f32 + (c - bg[k] as f32) * level)
-                    .round()
-                    .clamp(0.0, 255.0) as u8
-            };
-            out.extend_from_slice(&[mix(0), mix(1), mix(2), 255]);
+    Box::new(move |ys, out| {
+        for y in ys {
+            for x in 0..r.width {
+                let t = y * r.width + x;
+                let area = r.area(x, y).max(1) as f32;
+                let weights: Vec<f32> = parts.iter().map(|m| m.counts[t] as f32).collect();
+                let total = weights.iter().sum::<f32>().max(1.0);
+                let level = intensity(r.counts[t] as f32 / area);
+                let mix = |k: usize| {
+                    let c: f32 = weights
+                        .iter()
+                        .enumerate()
+                        .map(|(m, w)| w * member_rgb(m)[k] as f32)
+                        .sum::<f32>()
+                        / total;
+                    (bg[k] as f32 + (c - bg[k] as f32) * level)
+                        .round()
+                        .clamp(0.0, 255.0) as u8
+                };
+                out.extend_from_slice(&[mix(0), mix(1), mix(2), 255]);
+            }
         }
-    }
-    image_of(r, out)
+    })
 }
 
 /// The block overlay on the grid of `r`: each pixel takes the kind of the `B × B` tile under
 /// its centre (full, partial or empty, as `BlockLayout` classifies tiles).
-pub fn block_overlay(p: &Pattern, block: usize, r: &Raster) -> MaskImage {
+pub fn block_overlay<'a>(p: &'a Pattern, block: usize, r: &'a Raster) -> PaintRows<'a> {
     let n = p.n();
-    let span = |b: usize| b * block..((b + 1) * block).min(n);
-    let kind = |bi: usize, bj: usize| {
+    let span = move |b: usize| b * block..((b + 1) * block).min(n);
+    let kind = move |bi: usize, bj: usize| {
         let (rows, cols) = (span(bi), span(bj));
         let area = (rows.len() * cols.len()) as u64;
         match p.count_rect(rows, cols) {
@@ -468,34 +618,35 @@ pub fn block_overlay(p: &Pattern, block: usize, r: &Raster) -> MaskImage {
     };
     let mid = |e: &[usize], t: usize| (e[t] + e[t + 1].max(e[t] + 1) - 1) / 2;
     let bjs: Vec<usize> = (0..r.width).map(|x| mid(&r.col_edges, x) / block).collect();
-    let mut out = Vec::with_capacity(r.width * r.height * 4);
+    // The last line painted and its block row: rows in the same block row repeat it.
     let mut last: Option<(usize, Vec<u8>)> = None;
-    for y in 0..r.height {
-        let bi = mid(&r.row_edges, y) / block;
-        if let Some((lbi, line)) = &last {
-            if *lbi == bi {
-                out.extend_from_slice(line);
-                continue;
+    Box::new(move |ys, out| {
+        for y in ys {
+            let bi = mid(&r.row_edges, y) / block;
+            if let Some((lbi, line)) = &last {
+                if *lbi == bi {
+                    out.extend_from_slice(line);
+                    continue;
+                }
             }
+            let mut line = Vec::with_capacity(r.width * 4);
+            let mut prev: Option<(usize, [u8; 4])> = None;
+            for &bj in &bjs {
+                let c = match prev {
+                    Some((pbj, c)) if pbj == bj => c,
+                    _ => match kind(bi, bj) {
+                        BlockKind::Full => FULL_RGBA,
+                        BlockKind::Partial => PARTIAL_RGBA,
+                        BlockKind::Empty => EMPTY_RGBA,
+                    },
+                };
+                prev = Some((bj, c));
+                line.extend_from_slice(&c);
+            }
+            out.extend_from_slice(&line);
+            last = Some((bi, line));
         }
-        let mut line = Vec::with_capacity(r.width * 4);
-        let mut prev: Option<(usize, [u8; 4])> = None;
-        for &bj in &bjs {
-            let c = match prev {
-                Some((pbj, c)) if pbj == bj => c,
-                _ => match kind(bi, bj) {
-                    BlockKind::Full => FULL_RGBA,
-                    BlockKind::Partial => PARTIAL_RGBA,
-                    BlockKind::Empty => EMPTY_RGBA,
-                },
-            };
-            prev = Some((bj, c));
-            line.extend_from_slice(&c);
-        }
-        out.extend_from_slice(&line);
-        last = Some((bi, line));
-    }
-    image_of(r, out)
+    })
 }
 
 #[cfg(test)]
@@ -518,10 +669,7 @@ mod tests {
 
     fn run(j: MaskJob) -> MaskResult {
         let w: super::super::worker::Worker<MaskJob, MaskResult> =
-            super::super::worker::Worker::spawn("attnscope-test", None, {
-                let mut cache = MaskCache::default();
-                move |j, ctl| run_mask_job(j, &mut cache, ctl)
-            });
+            super::super::worker::Worker::spawn_sliced("attnscope-test", None, mask_worker());
         w.submit(j);
         for _ in 0..5000 {
             if let Some(r) = w.poll() {
@@ -581,5 +729,125 @@ mod tests {
         // Query 1010 vs key 1002 (distance 8): atrous only, exact at one cell per pixel.
         let t = (10 * 64 + 2) * 4;
         assert_eq!(&g.rgba[t..t + 3], &ATROUS_RGB);
+    }
+
+    /// `job` run in slices that each stop at the first checkpoint (a spent budget): the
+    /// result and the progress seen after each slice.
+    fn sliced(job: MaskJob, ctl: &Job) -> (Option<MaskResult>, Vec<u32>) {
+        let ctl2 = ctl.clone();
+        let mut fut: Sliced<MaskResult> =
+            Box::pin(async move { run_mask_job(job, &mut MaskCache::default(), &ctl2).await });
+        let mut progress = Vec::new();
+        loop {
+            match super::super::worker::poll_slice(&mut fut, std::time::Duration::ZERO) {
+                std::task::Poll::Ready(out) => return (out, progress),
+                std::task::Poll::Pending => progress.push(ctl.progress_per_mille()),
+            }
+        }
+    }
+
+    fn zoomed_job() -> MaskJob {
+        let mut s = Settings::default();
+        s.params.n = 2048;
+        let mut j = job(&s);
+        j.side = 512;
+        j.region = Some(Region {
+            rows: 300..700,
+            cols: 100..400,
+            width: 300,
+            height: 200,
+        });
+        j
+    }
+
+    #[test]
+    fn a_sliced_mask_job_draws_exactly_what_one_go_draws() {
+        let j = zoomed_job();
+        let whole = super::super::worker::run_to_end(run_mask_job(
+            j.clone(),
+            &mut MaskCache::default(),
+            &Job::new(),
+        ))
+        .expect("result");
+        let (sliced, progress) = sliced(j, &Job::sliced());
+        let sliced = sliced.expect("result");
+        // Three maps of 512 × 512 pixels in bands of BAND_PIXELS, and their zoomed regions:
+        // many slices, progress never going back.
+        assert!(progress.len() >= 3 * 8, "{} slices", progress.len());
+        assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+        assert!(
+            progress[0] < 300 && *progress.last().unwrap() >= 900,
+            "{progress:?}"
+        );
+        assert_eq!(whole.maps.len(), sliced.maps.len());
+        let same = |a: &Option<MaskImage>, b: &Option<MaskImage>| match (a, b) {
+            (Some(a), Some(b)) => {
+                (a.width, a.height, &a.rows, &a.cols, &a.rgba)
+                    == (b.width, b.height, &b.rows, &b.cols, &b.rgba)
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        for (a, b) in whole.maps.iter().zip(&sliced.maps) {
+            assert_eq!(a.id, b.id);
+            assert_eq!(a.nnz, b.nnz);
+            assert_eq!(a.stats, b.stats);
+            assert!(a.region.is_some() && a.blocks_full.is_some());
+            for (x, y) in [
+                (&a.full, &b.full),
+                (&a.region, &b.region),
+                (&a.blocks_full, &b.blocks_full),
+                (&a.blocks_region, &b.blocks_region),
+            ] {
+                assert!(same(x, y), "{:?} differs", a.id);
+            }
+        }
+    }
+
+    #[test]
+    fn a_union_coloured_by_member_is_the_same_sliced() {
+        let s = Settings {
+            params: PatternParams::new(crate::pattern::PatternKind::Custom, 700)
+                .expr("local(w=5) | atrous(k=9)"),
+            ..Default::default()
+        };
+        let mut j = job(&s);
+        j.maps.retain(|(id, _)| *id == MapId::Selected);
+        assert_eq!(j.maps.len(), 1);
+        let whole = super::super::worker::run_to_end(run_mask_job(
+            j.clone(),
+            &mut MaskCache::default(),
+            &Job::new(),
+        ))
+        .expect("result");
+        let (sliced, _) = sliced(j, &Job::sliced());
+        let (a, b) = (&whole.maps[0], &sliced.expect("result").maps[0]);
+        let (a, b) = (
+            a.full.as_ref().expect("image"),
+            b.full.as_ref().expect("image"),
+        );
+        assert_eq!(a.rgba, b.rgba);
+        // Coloured by member: local cells blue.
+        let b = background(true);
+        assert!(a.rgba[..3] != b[..], "{:?}", &a.rgba[..3]);
+    }
+
+    #[test]
+    fn a_mask_job_cancelled_between_slices_stops() {
+        let ctl = Job::sliced();
+        let ctl2 = ctl.clone();
+        let mut fut: Sliced<MaskResult> =
+            Box::pin(
+                async move { run_mask_job(zoomed_job(), &mut MaskCache::default(), &ctl2).await },
+            );
+        let poll = |fut: &mut Sliced<MaskResult>| {
+            super::super::worker::poll_slice(fut, std::time::Duration::ZERO)
+        };
+        for _ in 0..5 {
+            assert!(poll(&mut fut).is_pending());
+        }
+        ctl.cancel();
+        assert!(matches!(poll(&mut fut), std::task::Poll::Ready(None)));
+        assert!(ctl.progress_per_mille() < 500);
     }
 }

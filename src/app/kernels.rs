@@ -1,17 +1,18 @@
 //! The Kernels view: every attention kernel run on the sample input by
-//! [`crate::bench::run_bench`] on the `attnscope-bench` thread, re-run (debounced) whenever the
-//! settings change, cancelled by newer settings. Charts: useful vs executed FLOPs per kernel and
-//! median time; a table with GFLOP/s, speedup vs dense next to the FLOP ratio, and max error.
+//! [`crate::bench::BenchRun`] step by step on the `attnscope-bench` worker, re-run (debounced)
+//! whenever the settings change, cancelled by newer settings. Charts: useful vs executed FLOPs
+//! per kernel and median time; a table with GFLOP/s, speedup vs dense next to the FLOP ratio,
+//! and max error.
 
 use super::worker::Worker;
 use super::{InputSpec, Shared, View};
-use crate::bench::{BenchConfig, BenchError, KernelResult, Progress};
+use crate::bench::{BenchConfig, BenchError, BenchRun, KernelResult, Progress};
 use crate::kernel::KernelKind;
 use crate::pattern::PatternParams;
 use crate::stats::group;
 use egui::{Color32, RichText};
 use egui_plot::{Bar, BarChart, Legend, Plot};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use web_time::Instant;
 
@@ -37,22 +38,14 @@ enum Event {
         total: usize,
     },
     Finished(KernelResult),
-    /// One kernel of a benchmark run in steps is done: submit the job again for the next.
-    Step,
     Done(Result<crate::bench::BenchReport, String>),
 }
-
-/// A benchmark run one kernel per step (in a browser, so that the page is never held for
-/// all kernels at once): the job, the next kernel's index and the results so far.
-type Steps = Option<(BenchJob, usize, Vec<KernelResult>)>;
 
 /// State of the Kernels view.
 #[derive(Default)]
 pub struct KernelsView {
     worker: Option<Worker<(BenchJob, mpsc::Sender<Event>), ()>>,
     events: Option<mpsc::Receiver<Event>>,
-    /// The sender of the job shown, to submit its next step.
-    sender: Option<mpsc::Sender<Event>>,
     /// The job shown (running or finished).
     job: Option<BenchJob>,
     /// The settings seen last and since when they have not changed.
@@ -64,12 +57,17 @@ pub struct KernelsView {
     label: String,
 }
 
-fn run_job(
+/// Reference rows computed per step of a sliced benchmark (each step a few milliseconds at
+/// n = 4096 in a browser).
+const ROWS_PER_STEP: usize = 8;
+
+/// Runs every kernel on the sample input step by step ([`crate::bench::BenchRun`]), with a
+/// checkpoint after each step: a run of a kernel, a batch of reference rows.
+async fn run_job(
     job: BenchJob,
     tx: mpsc::Sender<Event>,
     ctl: &super::worker::Job,
-    cache: &mut super::InputCache,
-    steps: &mut Steps,
+    cache: &Mutex<super::InputCache>,
 ) {
     let p = match job.params.build() {
         Ok(p) => p,
@@ -78,22 +76,16 @@ fn run_job(
             return;
         }
     };
-    let qkv = cache.get(&job.input);
+    let qkv = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&job.input);
     if ctl.cancelled() {
         return;
     }
-    let all = KernelKind::ALL;
-    let (first, mut results) = match steps.take() {
-        Some((j, next, done)) if j == job => (next, done),
-        _ => (0, Vec::new()),
-    };
-    let last = if super::platform::IN_BROWSER {
-        (first + 1).min(all.len())
-    } else {
-        all.len()
-    };
+    ctl.checkpoint().await;
     let cfg = BenchConfig {
-        kernels: all[first..last].to_vec(),
+        kernels: KernelKind::ALL.to_vec(),
         repeats: 3,
         warmup: 1,
         threads: job.threads,
@@ -102,8 +94,11 @@ fn run_job(
     };
     let mut progress = |e: Progress| {
         let _ = tx.send(match e {
-            Progress::Started { kernel, index, .. } => {
-                let (index, total) = (first + index, all.len());
+            Progress::Started {
+                kernel,
+                index,
+                total,
+            } => {
                 ctl.set_progress((index * 1000 / total.max(1)) as u32);
                 Event::Started {
                     kernel,
@@ -114,20 +109,22 @@ fn run_job(
             Progress::Finished(r) => Event::Finished(r),
         });
     };
-    match crate::bench::run_bench(&p, &qkv, &cfg, ctl.cancel_flag(), &mut progress) {
+    // All reference rows at once (in parallel) when not sliced.
+    let rows = ctl.batch(usize::MAX / ROWS_PER_STEP) * ROWS_PER_STEP;
+    let done = match BenchRun::new(&p, &qkv, &cfg) {
+        Err(e) => Err(e),
+        Ok(mut run) => loop {
+            match run.step(&p, &qkv, rows, ctl.cancel_flag(), &mut progress) {
+                Ok(None) => ctl.checkpoint().await,
+                Ok(Some(report)) => break Ok(report),
+                Err(e) => break Err(e),
+            }
+        },
+    };
+    match done {
         Err(BenchError::Cancelled) => {}
         Err(e) => {
             let _ = tx.send(Event::Done(Err(e.to_string())));
-        }
-        Ok(mut report) if first > 0 || last < all.len() => {
-            results.append(&mut report.results);
-            if last < all.len() {
-                *steps = Some((job, last, results));
-                let _ = tx.send(Event::Step);
-                return;
-            }
-            report.results = with_dense_speedup(results);
-            let _ = tx.send(Event::Done(Ok(report)));
         }
         Ok(report) => {
             let _ = tx.send(Event::Done(Ok(report)));
@@ -135,31 +132,19 @@ fn run_job(
     }
 }
 
-/// Speedups over the dense kernel's median for results measured in separate steps.
-fn with_dense_speedup(mut results: Vec<KernelResult>) -> Vec<KernelResult> {
-    let dense_ms = results
-        .iter()
-        .find(|r| r.kernel == KernelKind::Dense.name() && r.median_ms.is_finite())
-        .map(|r| r.median_ms);
-    for r in &mut results {
-        r.speedup_vs_dense = dense_ms
-            .filter(|_| r.median_ms.is_finite() && r.median_ms > 0.0)
-            .map(|d| d / r.median_ms);
-    }
-    results
-}
-
 impl KernelsView {
     fn ensure_worker(&mut self, ctx: &egui::Context) {
         if self.worker.is_none() {
-            let mut cache = super::InputCache::default();
-            let mut steps: Steps = None;
-            self.worker = Some(Worker::spawn(
+            let cache = Arc::new(Mutex::new(super::InputCache::default()));
+            self.worker = Some(Worker::spawn_sliced(
                 "attnscope-bench",
                 Some(ctx.clone()),
                 move |(job, tx): (BenchJob, mpsc::Sender<Event>), ctl| {
-                    run_job(job, tx, ctl, &mut cache, &mut steps);
-                    Some(())
+                    let cache = cache.clone();
+                    Box::pin(async move {
+                        run_job(job, tx, &ctl, &cache).await;
+                        Some(())
+                    })
                 },
             ));
         }
@@ -181,11 +166,6 @@ impl KernelsView {
         let events: Vec<Event> = rx.try_iter().collect();
         for e in events {
             match e {
-                Event::Step => {
-                    if let (Some(w), Some(j), Some(tx)) = (&self.worker, &self.job, &self.sender) {
-                        w.submit((j.clone(), tx.clone()));
-                    }
-                }
                 Event::Started {
                     kernel,
                     index,
@@ -274,10 +254,9 @@ impl View for KernelsView {
             if since.elapsed() >= DEBOUNCE {
                 let (tx, rx) = mpsc::channel();
                 if let Some(w) = &self.worker {
-                    w.submit((j.clone(), tx.clone()));
+                    w.submit((j.clone(), tx));
                 }
                 self.events = Some(rx);
-                self.sender = Some(tx);
                 self.job = Some(j);
                 self.pending = None;
                 self.results.clear();

@@ -472,7 +472,8 @@ impl View for MasksView {
             .collect();
         Some(Box::new(move |textures, ctl| {
             let mut cache = super::compute::MaskCache::default();
-            let Some(sharp) = super::compute::run_mask_job(job, &mut cache, ctl) else {
+            let sharp = super::compute::run_mask_job(job, &mut cache, ctl);
+            let Some(sharp) = super::worker::run_to_end(sharp) else {
                 return;
             };
             for m in sharp.maps {

@@ -28,7 +28,7 @@ pub mod worker;
 
 pub use settings::{InputChoice, MapId, Settings, ThemeChoice};
 
-use compute::{MaskCache, MaskJob, MaskResult, Region};
+use compute::{MaskJob, MaskResult, Region};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -336,11 +336,11 @@ impl AttnApp {
     /// Creates the app with these settings and file dialogs (tests inject a picker).
     pub fn with_settings(ctx: &egui::Context, mut settings: Settings, picker: FilePicker) -> Self {
         settings.sanitize();
-        let mut cache = MaskCache::default();
-        let masks_worker =
-            worker::Worker::spawn("attnscope-masks", Some(ctx.clone()), move |j, ctl| {
-                compute::run_mask_job(j, &mut cache, ctl)
-            });
+        let masks_worker = worker::Worker::spawn_sliced(
+            "attnscope-masks",
+            Some(ctx.clone()),
+            compute::mask_worker(),
+        );
         let max_texture_side = ctx.input(|i| i.max_texture_side);
         let shared = Shared {
             problems: settings.problems(),

@@ -7,11 +7,11 @@
 
 use super::compute::{ATROUS_RGB, BOTH_RGB, LOCAL_RGB};
 use super::settings::{schedule_list, OwnStrideWindow, ScheduleRow};
-use super::worker::{Job, Worker};
+use super::worker::{Job, Sliced, Worker};
 use super::{FileRequest, Shared, View};
 use crate::pattern::{PatternKind, PatternParams};
 use crate::presets::schedule_of;
-use crate::reach::{compute, stride_window_keys, LayerSpec, ReachOptions, ReachReport};
+use crate::reach::{compute, stride_window_keys, LayerSpec, ReachOptions, ReachReport, ReachRun};
 use crate::render::{raster_rgba, Colormap};
 use egui::{Color32, RichText};
 use egui_plot::{Legend, Line, Plot, PlotImage, PlotPoint, PlotPoints, VLine};
@@ -82,7 +82,10 @@ pub struct CurveOut {
     pub curves: Vec<Curve>,
 }
 
-fn run(
+/// Reach of `params` (or `schedule`) run chunk by chunk with a checkpoint after each batch
+/// ([`Job::batch`]: all chunks at once in parallel on the desktop, one per slice in a
+/// browser); progress goes from `base` to `base + span`.
+async fn run(
     params: &PatternParams,
     schedule: &[LayerSpec],
     opts: &ReachOptions,
@@ -91,32 +94,47 @@ fn run(
     span: f32,
 ) -> Result<ReachReport, String> {
     let s = schedule_of(params, schedule).map_err(|e| e.to_string())?;
-    compute(&s, opts, job.cancel_flag(), &|done, total| {
+    let mut reach = ReachRun::new(&s, opts).map_err(|e| e.to_string())?;
+    let progress = |done: usize, total: usize| {
         let f = base + span * done as f32 / total.max(1) as f32;
         job.set_progress((f * 1000.0) as u32);
-    })
-    .map_err(|e| e.to_string())
+    };
+    while !reach.is_done() {
+        let (done, total) = reach.chunks();
+        reach
+            .run(job.batch(total - done), job.cancel_flag(), &progress)
+            .map_err(|e| e.to_string())?;
+        job.checkpoint().await;
+    }
+    reach.finish().map_err(|e| e.to_string())
 }
 
-fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
+/// The heatmap worker's job (sliced: chunk by chunk, then image by image).
+fn heat_job(job: HeatJob, ctl: Job) -> Sliced<HeatOut> {
+    Box::pin(async move { run_heat(job, &ctl).await })
+}
+
+async fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
     let t0 = web_time::Instant::now();
     let opts = ReachOptions {
         layers: VIEW_LAYERS,
         max_layers: full_cap(job.params.n),
         raster_side: job.side,
     };
-    let report = run(&job.params, &job.schedule, &opts, ctl, 0.0, 1.0);
+    let report = run(&job.params, &job.schedule, &opts, ctl, 0.0, 1.0).await;
     if ctl.cancelled() {
         return None;
     }
-    let images = match &report {
-        Ok(r) => r
-            .rasters
-            .iter()
-            .map(|ras| raster_rgba(ras, job.colormap))
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut images = Vec::new();
+    if let Ok(r) = &report {
+        for ras in &r.rasters {
+            images.push(raster_rgba(ras, job.colormap));
+            ctl.checkpoint().await;
+        }
+    }
+    if ctl.cancelled() {
+        return None;
+    }
     Some(HeatOut {
         job,
         report,
@@ -125,7 +143,12 @@ fn run_heat(job: HeatJob, ctl: &Job) -> Option<HeatOut> {
     })
 }
 
-fn run_curves(job: CurveJob, ctl: &Job) -> Option<CurveOut> {
+/// The chart worker's job (sliced: curve by curve, chunk by chunk).
+fn curves_job(job: CurveJob, ctl: Job) -> Sliced<CurveOut> {
+    Box::pin(async move { run_curves(job, &ctl).await })
+}
+
+async fn run_curves(job: CurveJob, ctl: &Job) -> Option<CurveOut> {
     let n = job.curves.first().map_or(1, |c| c.1.n);
     let opts = ReachOptions {
         layers: CHART_LAYERS,
@@ -135,7 +158,7 @@ fn run_curves(job: CurveJob, ctl: &Job) -> Option<CurveOut> {
     let k = job.curves.len().max(1) as f32;
     let mut curves = Vec::new();
     for (t, (name, params, schedule)) in job.curves.iter().enumerate() {
-        let report = run(params, schedule, &opts, ctl, t as f32 / k, 1.0 / k);
+        let report = run(params, schedule, &opts, ctl, t as f32 / k, 1.0 / k).await;
         if ctl.cancelled() {
             return None;
         }
@@ -266,17 +289,17 @@ pub fn full_text(r: &ReachReport) -> String {
 impl ReachView {
     fn ensure_workers(&mut self, ctx: &egui::Context) {
         if self.heat_worker.is_none() {
-            self.heat_worker = Some(Worker::spawn(
+            self.heat_worker = Some(Worker::spawn_sliced(
                 "attnscope-reach-heat",
                 Some(ctx.clone()),
-                run_heat,
+                heat_job,
             ));
         }
         if self.curve_worker.is_none() {
-            self.curve_worker = Some(Worker::spawn(
+            self.curve_worker = Some(Worker::spawn_sliced(
                 "attnscope-reach-curves",
                 Some(ctx.clone()),
-                run_curves,
+                curves_job,
             ));
         }
     }

@@ -1,16 +1,17 @@
 //! The Scaling view: the kernels over a range of n, in the background, on log-log axes.
 //!
-//! "Run sweep" starts [`crate::sweep::run_sweep`] on a named thread; each finished size is
-//! drawn as soon as it arrives, with a progress bar and a Cancel button. Left: median time vs
-//! n per kernel with O(n²), O(n·w) and O(n√n) guide slopes; right: FLOPs vs n (executed per
-//! kernel, useful dashed). The results export as CSV.
+//! "Run sweep" starts [`crate::sweep::SweepRun`] on a named thread (in slices between frames
+//! in a browser); each finished size is drawn as soon as it arrives, with a progress bar and a
+//! Cancel button. Left: median time vs n per kernel with O(n²), O(n·w) and O(n√n) guide
+//! slopes; right: FLOPs vs n (executed per kernel, useful dashed). The results export as CSV.
 
 use super::settings::InputChoice;
+use super::worker::Job;
 use super::{FileRequest, Shared, View};
 use crate::bench::{BenchConfig, BenchReport};
 use crate::inputs::InputKind;
 use crate::kernel::KernelKind;
-use crate::sweep::{run_sweep, Scaling, SweepConfig, SweepError, SweepProgress, SweepReport};
+use crate::sweep::{Scaling, SweepConfig, SweepError, SweepProgress, SweepReport, SweepRun};
 use egui::{Color32, RichText};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotPoints, Points};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,6 +119,55 @@ fn n_label(v: f64) -> String {
     }
 }
 
+/// Reference rows per step of a sliced sweep.
+const ROWS_PER_STEP: usize = 8;
+
+/// Runs the sweep step by step ([`SweepRun`]) with a checkpoint after each step, sending
+/// progress, each finished size and the end to the view.
+async fn sweep_job(
+    cfg: SweepConfig,
+    cancel: &AtomicBool,
+    ctl: &Job,
+    tx: mpsc::Sender<Msg>,
+    ctx: egui::Context,
+) {
+    let t0 = web_time::Instant::now();
+    let mut run = SweepRun::new(cfg);
+    let rows = ctl.batch(usize::MAX / ROWS_PER_STEP) * ROWS_PER_STEP;
+    let mut progress = |e: SweepProgress| {
+        let msg = match &e {
+            SweepProgress::Size { n, .. } => format!("n = {n}"),
+            SweepProgress::Kernel {
+                event: crate::bench::Progress::Started { kernel, .. },
+                ..
+            } => format!("{} kernel", kernel.name()),
+            SweepProgress::Kernel { .. } => String::new(),
+            SweepProgress::Done { report, .. } => {
+                let _ = tx.send(Msg::Point(report.clone()));
+                format!("n = {} done", report.n)
+            }
+        };
+        let _ = tx.send(Msg::Progress(e.fraction(), msg));
+        ctx.request_repaint();
+    };
+    let r = loop {
+        match run.step(rows, cancel, &mut progress) {
+            Ok(None) => ctl.checkpoint().await,
+            Ok(Some(report)) => break Ok(report),
+            Err(e) => break Err(e),
+        }
+    };
+    let end = match r {
+        Ok(_) => Ok(t0.elapsed().as_secs_f64()),
+        Err(SweepError::Cancelled(r)) => {
+            Err(format!("sweep cancelled after {} size(s)", r.points.len()))
+        }
+        Err(e) => Err(format!("sweep failed: {e}")),
+    };
+    let _ = tx.send(Msg::End(end));
+    ctx.request_repaint();
+}
+
 impl SweepView {
     /// Whether a sweep is running.
     pub fn is_running(&self) -> bool {
@@ -168,33 +218,11 @@ impl SweepView {
         let cancel = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
         let (cancel2, ctx2) = (cancel.clone(), ctx.clone());
-        let spawned = super::platform::spawn("attnscope-sweep", move || {
-            let t0 = web_time::Instant::now();
-            let r = run_sweep(&cfg, &cancel2, &mut |e| {
-                let msg = match &e {
-                    SweepProgress::Size { n, .. } => format!("n = {n}"),
-                    SweepProgress::Kernel {
-                        event: crate::bench::Progress::Started { kernel, .. },
-                        ..
-                    } => format!("{} kernel", kernel.name()),
-                    SweepProgress::Kernel { .. } => String::new(),
-                    SweepProgress::Done { report, .. } => {
-                        let _ = tx.send(Msg::Point(report.clone()));
-                        format!("n = {} done", report.n)
-                    }
-                };
-                let _ = tx.send(Msg::Progress(e.fraction(), msg));
-                ctx2.request_repaint();
-            });
-            let end = match r {
-                Ok(_) => Ok(t0.elapsed().as_secs_f64()),
-                Err(SweepError::Cancelled(r)) => {
-                    Err(format!("sweep cancelled after {} size(s)", r.points.len()))
-                }
-                Err(e) => Err(format!("sweep failed: {e}")),
-            };
-            let _ = tx.send(Msg::End(end));
-            ctx2.request_repaint();
+        let spawned = super::platform::spawn_sliced("attnscope-sweep", move |ctl| {
+            Box::pin(async move {
+                sweep_job(cfg, &cancel2, &ctl, tx, ctx2).await;
+                Some(())
+            })
         });
         match spawned {
             Ok(_) => {

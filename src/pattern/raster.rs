@@ -42,20 +42,53 @@ impl Raster {
         width: usize,
         height: usize,
     ) -> Self {
+        let mut r = Self::empty_region(p.n(), rows, cols, width, height);
+        r.fill_rows(p, 0..r.height);
+        r
+    }
+
+    /// The grid of [`Raster::build_region`] with every count still 0, to be filled band by
+    /// band with [`Raster::fill_rows`] (a caller that must pause between bands); `n` is the
+    /// pattern's length.
+    pub fn empty_region(
+        n: usize,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        width: usize,
+        height: usize,
+    ) -> Self {
         let width = width.clamp(1, cols.len().max(1));
         let height = height.clamp(1, rows.len().max(1));
-        let xs = edges(cols.start, cols.len(), width);
-        let ys = edges(rows.start, rows.len(), height);
-        let mut counts = vec![0u64; width * height];
-        super::count::count_grid(p, &ys, &xs, &mut counts);
         Self {
-            n: p.n(),
+            n,
             width,
             height,
-            counts,
-            col_edges: xs,
-            row_edges: ys,
+            counts: vec![0u64; width * height],
+            col_edges: edges(cols.start, cols.len(), width),
+            row_edges: edges(rows.start, rows.len(), height),
         }
+    }
+
+    /// The grid of [`Raster::build`] with every count still 0 (see [`Raster::empty_region`]).
+    pub fn empty(n: usize, max_side: usize) -> Self {
+        let side = n.min(max_side.max(1));
+        Self::empty_region(n, 0..n, 0..n, side, side)
+    }
+
+    /// Counts the pixel rows `ys` (clipped to the grid) of `p`, rows in parallel: after every
+    /// row has been filled once the raster equals the one built in one go.
+    pub fn fill_rows(&mut self, p: &Pattern, ys: std::ops::Range<usize>) {
+        let (y0, y1) = (ys.start.min(self.height), ys.end.min(self.height));
+        if y0 >= y1 {
+            return;
+        }
+        let w = self.width;
+        super::count::count_grid(
+            p,
+            &self.row_edges[y0..=y1],
+            &self.col_edges,
+            &mut self.counts[y0 * w..y1 * w],
+        );
     }
 
     /// Cells under pixel `(x, y)`.

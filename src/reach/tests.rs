@@ -435,3 +435,67 @@ fn expressions_match_brute_force() {
         }
     }
 }
+
+#[test]
+fn a_run_in_batches_of_one_chunk_equals_compute() {
+    // n = 2000: four chunks, the last one partial; a schedule of two patterns and heatmaps.
+    let n = 2000;
+    let layers = vec![
+        PatternParams::new(PatternKind::Sparse, n)
+            .stride(45)
+            .window(7)
+            .build()
+            .unwrap(),
+        PatternParams::new(PatternKind::Local, n)
+            .window(30)
+            .causal(true)
+            .build()
+            .unwrap(),
+    ];
+    let s = Schedule::new(layers).unwrap();
+    let opts = ReachOptions {
+        layers: 6,
+        max_layers: 40,
+        raster_side: 300,
+    };
+    let never = AtomicBool::new(false);
+    let whole = compute(&s, &opts, &never, &|_, _| {}).unwrap();
+    let mut run = ReachRun::new(&s, &opts).unwrap();
+    let seen = std::sync::Mutex::new(Vec::new());
+    let mut calls = 0;
+    while !run.is_done() {
+        run.run(1, &never, &|done, total| {
+            seen.lock().unwrap().push((done, total))
+        })
+        .unwrap();
+        calls += 1;
+    }
+    assert_eq!(calls, 4);
+    assert_eq!(
+        seen.into_inner().unwrap(),
+        vec![(1, 4), (2, 4), (3, 4), (4, 4)]
+    );
+    let sliced = run.finish().unwrap();
+    assert_eq!(sliced.layers, whole.layers);
+    assert_eq!(sliced.layers_to_full, whole.layers_to_full);
+    assert_eq!(sliced.rasters, whole.rasters);
+    assert!(whole.layers[5].reachable_pairs > whole.layers[0].reachable_pairs);
+}
+
+#[test]
+fn an_unfinished_or_cancelled_run_reports_cancelled() {
+    let p = PatternParams::new(PatternKind::Local, 1500)
+        .window(3)
+        .build()
+        .unwrap();
+    let s = Schedule::single(p);
+    let opts = ReachOptions::new(4);
+    let mut run = ReachRun::new(&s, &opts).unwrap();
+    run.run(1, &AtomicBool::new(false), &|_, _| {}).unwrap();
+    assert_eq!(run.chunks(), (1, 3));
+    assert_eq!(
+        run.run(1, &AtomicBool::new(true), &|_, _| {}),
+        Err(ReachError::Cancelled)
+    );
+    assert!(matches!(run.finish(), Err(ReachError::Cancelled)));
+}

@@ -2,7 +2,7 @@
 //! and `eframe::run_native`.
 
 use crate::app::dialogs::{self, Notice};
-use crate::app::worker::Job;
+use crate::app::worker::{run_to_end, Job, Sliced};
 use crate::app::{AttnApp, FilePicker, FileRequest, Settings};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +37,15 @@ pub fn spawn(name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), Str
         .spawn(work)
         .map(|_| ())
         .map_err(|e| e.to_string())
+}
+
+/// Runs the sliced job `work` once in the background on a thread called `name`, to its end
+/// in one go; `Err` says why it could not start.
+pub fn spawn_sliced(
+    name: &str,
+    work: impl FnOnce(Job) -> Sliced<()> + Send + 'static,
+) -> Result<(), String> {
+    spawn(name, move || run_to_end(work(Job::new())).unwrap_or(()))
 }
 
 /// Asks rfd for a path, with the request's filter and default name.
@@ -233,6 +242,18 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
             busy,
             handle,
         }
+    }
+
+    /// Spawns the thread `name` for the sliced job `f`: on the desktop it runs each job to
+    /// its end in one go (its checkpoints never pause).
+    pub fn spawn_sliced(
+        name: &str,
+        repaint: Option<egui::Context>,
+        mut f: impl FnMut(Req, Job) -> Sliced<Resp> + Send + 'static,
+    ) -> Self {
+        Self::spawn(name, repaint, move |req, job| {
+            run_to_end(f(req, job.clone()))
+        })
     }
 
     /// Queues `req`, cancelling the running job and dropping any job not started yet.

@@ -3,19 +3,22 @@
 //! canvas `attnscope_canvas` (see `web/index.html`).
 //!
 //! A page has one thread for the app (wasm32-unknown-unknown has no threads). A [`Worker`]
-//! therefore runs its job after the next frame has been painted (`requestAnimationFrame`,
-//! then a zero timeout), so the progress bar shows before the work starts and a newer job
-//! replaces a waiting one exactly as on the desktop. Jobs are sized for this: at n ≤ 4096
-//! the masks take tens of milliseconds; the Kernels view runs one kernel per step and skips
-//! a kernel whose run is estimated above [`KERNEL_RUN_BUDGET_MS`]; the Scaling view starts
-//! with smaller sizes and the same budget per run.
+//! therefore runs its job in slices, each after the next frame has been painted
+//! (`requestAnimationFrame`, then a zero timeout), so the progress bar shows before the work
+//! starts, the page stays responsive while it runs, and a newer job replaces a waiting or
+//! running one exactly as on the desktop. A slice ends at the job's first checkpoint after
+//! [`SLICE_BUDGET`] (`crate::app::worker`, "Sliced jobs"). The Kernels view skips a kernel whose
+//! run is estimated above [`KERNEL_RUN_BUDGET_MS`] (one run is one piece of work); the
+//! Scaling view starts with smaller sizes and the same budget per run.
 
 use crate::app::dialogs::{self, Notice};
-use crate::app::worker::Job;
+use crate::app::worker::{poll_slice, Job, Sliced};
 use crate::app::{AttnApp, FilePicker, FileRequest, Shared};
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::task::Poll;
+use std::time::Duration;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -29,7 +32,7 @@ pub const CANVAS_ID: &str = "attnscope_canvas";
 pub const LOADING_ID: &str = "attnscope_loading";
 
 /// The Kernels view skips a kernel whose run is estimated to take longer, in milliseconds
-/// (a step of the benchmark is one kernel: a warm-up and three timed runs).
+/// (one run of a kernel is one piece of work between two checkpoints).
 pub const KERNEL_RUN_BUDGET_MS: f64 = 25.0;
 
 /// The Scaling view skips a kernel run estimated to take longer, in milliseconds.
@@ -68,11 +71,82 @@ pub fn spawn(_name: &str, work: impl FnOnce() + Send + 'static) -> Result<(), St
     Ok(())
 }
 
-type JobFn<Req, Resp> = Box<dyn FnMut(Req, &Job) -> Option<Resp>>;
+/// Runs the sliced job `work` once, in slices between frames; `name` is the thread's name on
+/// the desktop.
+pub fn spawn_sliced(
+    name: &str,
+    work: impl FnOnce(Job) -> Sliced<()> + Send + 'static,
+) -> Result<(), String> {
+    fn next(name: String, mut fut: Sliced<()>, mut tally: Tally) {
+        after_paint(move || {
+            if tally.slice(&name, &mut fut).is_pending() {
+                next(name, fut, tally);
+            }
+        });
+    }
+    next(name.to_string(), work(Job::sliced()), Tally::new());
+    Ok(())
+}
+
+/// Slices that held the page longer than this are logged to the console, in milliseconds
+/// (`scripts/test-web.sh` reads them).
+pub const LONG_SLICE_MS: f64 = 50.0;
+
+/// How a sliced job has run so far: its slices, the longest one and when it started.
+struct Tally {
+    slices: u32,
+    longest_ms: f64,
+    start: web_time::Instant,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            slices: 0,
+            longest_ms: 0.0,
+            start: web_time::Instant::now(),
+        }
+    }
+
+    /// One slice of `fut` ([`poll_slice`] for [`SLICE_BUDGET`]). Logs a slice that held the
+    /// page longer than [`LONG_SLICE_MS`], and a job done in more than one slice (its slices,
+    /// time and longest slice: `scripts/test-web.sh` waits for these lines).
+    fn slice<R>(&mut self, name: &str, fut: &mut Sliced<R>) -> Poll<Option<R>> {
+        let t0 = web_time::Instant::now();
+        let out = poll_slice(fut, SLICE_BUDGET);
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        self.slices += 1;
+        self.longest_ms = self.longest_ms.max(ms);
+        let log = |text: String| web_sys::console::log_1(&JsValue::from_str(&text));
+        if ms > LONG_SLICE_MS {
+            log(format!(
+                "attnscope: a slice of {name} held the page {ms:.0} ms"
+            ));
+        }
+        if matches!(out, Poll::Ready(Some(_))) && self.slices > 1 {
+            log(format!(
+                "attnscope: {name} done in {} slices over {:.0} ms, the longest {:.0} ms",
+                self.slices,
+                self.start.elapsed().as_secs_f64() * 1e3,
+                self.longest_ms
+            ));
+        }
+        out
+    }
+}
+
+type JobFn<Req, Resp> = Box<dyn FnMut(Req, Job) -> Sliced<Resp>>;
+
+/// Time a job may run before it pauses at its next checkpoint and lets the page paint a
+/// frame (README "Run it in a browser": no task should hold the page much over 50 ms).
+pub const SLICE_BUDGET: Duration = Duration::from_millis(30);
 
 struct Inner<Req, Resp> {
+    name: String,
     f: RefCell<JobFn<Req, Resp>>,
     pending: RefCell<Option<Req>>,
+    /// The job started and not finished yet, paused between slices.
+    running: RefCell<Option<(Sliced<Resp>, Job, Tally)>>,
     result: RefCell<Option<Resp>>,
     current: RefCell<Job>,
     busy: Cell<bool>,
@@ -80,25 +154,54 @@ struct Inner<Req, Resp> {
     repaint: Option<egui::Context>,
 }
 
-/// Runs the most recently submitted request between frames (the browser's counterpart of
-/// the desktop's worker thread, same interface).
+/// Runs the most recently submitted request in slices between frames (the browser's
+/// counterpart of the desktop's worker thread, same interface).
 pub struct Worker<Req, Resp> {
     inner: Rc<Inner<Req, Resp>>,
 }
 
 impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
-    /// A worker for `f` (`name` is the thread's name on the desktop).
+    /// A worker for `f`, run in one slice per request (`name` is the thread's name on the
+    /// desktop).
     pub fn spawn(
-        _name: &str,
+        name: &str,
         repaint: Option<egui::Context>,
         f: impl FnMut(Req, &Job) -> Option<Resp> + Send + 'static,
     ) -> Self {
+        let f = Rc::new(RefCell::new(f));
+        Self::with_job(
+            name,
+            repaint,
+            Box::new(move |req, job| {
+                let f = f.clone();
+                Box::pin(async move {
+                    let mut f = f.borrow_mut();
+                    f(req, &job)
+                })
+            }),
+        )
+    }
+
+    /// A worker for the sliced job `f` (README "Run it in a browser"): each slice runs until
+    /// [`SLICE_BUDGET`] is spent and the job reaches a checkpoint, then the page paints a
+    /// frame before the next slice.
+    pub fn spawn_sliced(
+        name: &str,
+        repaint: Option<egui::Context>,
+        f: impl FnMut(Req, Job) -> Sliced<Resp> + Send + 'static,
+    ) -> Self {
+        Self::with_job(name, repaint, Box::new(f))
+    }
+
+    fn with_job(name: &str, repaint: Option<egui::Context>, f: JobFn<Req, Resp>) -> Self {
         Self {
             inner: Rc::new(Inner {
-                f: RefCell::new(Box::new(f)),
+                name: name.to_string(),
+                f: RefCell::new(f),
                 pending: RefCell::new(None),
+                running: RefCell::new(None),
                 result: RefCell::new(None),
-                current: RefCell::new(Job::new()),
+                current: RefCell::new(Job::sliced()),
                 busy: Cell::new(false),
                 scheduled: Cell::new(false),
                 repaint,
@@ -114,29 +217,43 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
         after_paint(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.scheduled.set(false);
-                Self::run_pending(&inner);
+                Self::run_slice(&inner);
             }
         });
     }
 
-    fn run_pending(inner: &Rc<Inner<Req, Resp>>) {
-        let Some(req) = inner.pending.borrow_mut().take() else {
-            return;
-        };
-        let job = inner.current.borrow().clone();
-        let out = match inner.f.try_borrow_mut() {
-            Ok(mut f) => f(req, &job),
-            Err(_) => {
-                // Called from inside its own job: try again after the next frame.
-                *inner.pending.borrow_mut() = Some(req);
-                Self::schedule(inner);
-                return;
-            }
-        };
-        if let Some(out) = out {
-            *inner.result.borrow_mut() = Some(out);
+    /// One slice: drops a cancelled job, starts the pending one if none runs, and runs it
+    /// for up to [`SLICE_BUDGET`].
+    fn run_slice(inner: &Rc<Inner<Req, Resp>>) {
+        let mut running = inner.running.borrow_mut().take();
+        if running.as_ref().is_some_and(|(_, job, _)| job.cancelled()) {
+            running = None;
         }
-        if inner.pending.borrow().is_some() {
+        if running.is_none() {
+            if let Some(req) = inner.pending.borrow_mut().take() {
+                let job = inner.current.borrow().clone();
+                match inner.f.try_borrow_mut() {
+                    Ok(mut f) => running = Some((f(req, job.clone()), job, Tally::new())),
+                    Err(_) => {
+                        // Called from inside its own job: try again after the next frame.
+                        *inner.pending.borrow_mut() = Some(req);
+                        Self::schedule(inner);
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some((mut fut, job, mut tally)) = running {
+            match tally.slice(&inner.name, &mut fut) {
+                Poll::Ready(out) => {
+                    if let Some(out) = out {
+                        *inner.result.borrow_mut() = Some(out);
+                    }
+                }
+                Poll::Pending => *inner.running.borrow_mut() = Some((fut, job, tally)),
+            }
+        }
+        if inner.running.borrow().is_some() || inner.pending.borrow().is_some() {
             Self::schedule(inner);
         } else {
             inner.busy.set(false);
@@ -151,7 +268,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Worker<Req, Resp> {
         {
             let mut cur = self.inner.current.borrow_mut();
             cur.cancel();
-            *cur = Job::new();
+            *cur = Job::sliced();
         }
         *self.inner.pending.borrow_mut() = Some(req);
         self.inner.busy.set(true);
