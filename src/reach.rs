@@ -231,9 +231,16 @@ pub struct ReachRun {
     geom: Option<RasterGeom>,
     label: String,
     n_chunks: usize,
-    results: Vec<ChunkResult>,
-    /// Buffers reused by batches of one chunk.
+    /// Chunks done.
+    done: usize,
+    /// Reachable pairs per layer 0..=max_layers over the chunks done.
+    counts: Vec<u64>,
+    /// Per reported layer, the heatmap over the chunks done.
+    rasters: Vec<Raster>,
+    /// Buffers reused by batches of one chunk (and the state of `partial`).
     scratch: Option<Scratch>,
+    /// The chunk [`ReachRun::run_layers`] is part-way through.
+    partial: Option<Chunk>,
 }
 
 impl ReachRun {
@@ -255,38 +262,90 @@ impl ReachRun {
             .map(Plan::new)
             .collect::<Result<_, _>>()?;
         let side = opts.raster_side.min(MAX_RASTER_SIDE).min(n);
+        let geom = (side > 0).then(|| RasterGeom::new(n, side));
+        let max_layers = opts.max_layers.max(opts.layers);
         Ok(Self {
             n,
             plans,
             layers: opts.layers,
-            max_layers: opts.max_layers.max(opts.layers),
-            geom: (side > 0).then(|| RasterGeom::new(n, side)),
+            max_layers,
+            rasters: match &geom {
+                Some(g) => (0..opts.layers).map(|_| g.empty_raster()).collect(),
+                None => Vec::new(),
+            },
+            geom,
             label: schedule.label(),
             n_chunks: n.div_ceil(CHUNK_KEYS),
-            results: Vec::new(),
+            done: 0,
+            counts: vec![0; max_layers + 1],
             scratch: None,
+            partial: None,
         })
     }
 
     /// `(chunks done, chunks in all)`.
     pub fn chunks(&self) -> (usize, usize) {
-        (self.results.len(), self.n_chunks)
+        (self.done, self.n_chunks)
     }
 
     /// Whether every chunk has run.
     pub fn is_done(&self) -> bool {
-        self.results.len() >= self.n_chunks
+        self.done >= self.n_chunks
+    }
+
+    /// Pushes the next chunk through up to `layers` more layers (finer pieces than
+    /// [`ReachRun::run`] when a chunk goes through many layers); `progress(done, total)` once
+    /// the chunk is done; [`ReachError::Cancelled`] once `cancel` is set.
+    pub fn run_layers(
+        &mut self,
+        layers: usize,
+        cancel: &AtomicBool,
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<(), ReachError> {
+        if self.is_done() {
+            return Ok(());
+        }
+        let job = Job {
+            n: self.n,
+            plans: &self.plans,
+            layers: self.layers,
+            max_layers: self.max_layers,
+            geom: self.geom.as_ref(),
+            cancel,
+        };
+        let n = self.n;
+        let scratch = self.scratch.get_or_insert_with(|| Scratch::new(n));
+        let c = self.done;
+        let mut chunk = match self.partial.take() {
+            Some(chunk) => chunk,
+            None => job.start_chunk(c, scratch),
+        };
+        match job.advance(&mut chunk, scratch, layers.max(1)) {
+            None => return Err(ReachError::Cancelled),
+            Some(false) => self.partial = Some(chunk),
+            Some(true) => {
+                self.absorb(chunk.into_result());
+                progress(c + 1, self.n_chunks);
+            }
+        }
+        Ok(())
     }
 
     /// Runs the next `count` chunks (at most those left), in parallel when more than one;
-    /// `progress(done, total)` after each; [`ReachError::Cancelled`] once `cancel` is set.
+    /// `progress(done, total)` after each; [`ReachError::Cancelled`] once `cancel` is set. A
+    /// chunk [`ReachRun::run_layers`] left part-way is finished instead, as the whole call.
     pub fn run(
         &mut self,
         count: usize,
         cancel: &AtomicBool,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(), ReachError> {
-        let first = self.results.len();
+        if self.partial.is_some() {
+            // Finish the chunk run_layers started first.
+            self.run_layers(usize::MAX, cancel, progress)?;
+            return Ok(());
+        }
+        let first = self.done;
         let last = first.saturating_add(count).min(self.n_chunks);
         let job = Job {
             n: self.n,
@@ -320,8 +379,28 @@ impl ReachRun {
         if cancel.load(Ordering::Relaxed) || batch.iter().any(Option::is_none) {
             return Err(ReachError::Cancelled);
         }
-        self.results.extend(batch.into_iter().flatten());
+        for r in batch.into_iter().flatten() {
+            self.absorb(r);
+        }
         Ok(())
+    }
+
+    /// Adds a finished chunk's counts and heatmap columns.
+    fn absorb(&mut self, r: ChunkResult) {
+        for (total, c) in self.counts.iter_mut().zip(&r.counts) {
+            *total += c;
+        }
+        if let Some(g) = &self.geom {
+            for (raster, strip) in self.rasters.iter_mut().zip(&r.strips) {
+                let width = r.x_hi - r.x_lo;
+                for y in 0..g.side {
+                    for (dx, v) in strip[y * width..(y + 1) * width].iter().enumerate() {
+                        raster.counts[y * g.side + r.x_lo + dx] += v;
+                    }
+                }
+            }
+        }
+        self.done += 1;
     }
 
     /// The report, once every chunk has run ([`ReachError::Cancelled`] before).
@@ -329,27 +408,7 @@ impl ReachRun {
         if !self.is_done() {
             return Err(ReachError::Cancelled);
         }
-        let (n, max_layers) = (self.n, self.max_layers);
-        let mut counts = vec![0u64; max_layers + 1];
-        let mut rasters: Vec<Raster> = match &self.geom {
-            Some(g) => (0..self.layers).map(|_| g.empty_raster()).collect(),
-            None => Vec::new(),
-        };
-        for r in &self.results {
-            for (total, c) in counts.iter_mut().zip(&r.counts) {
-                *total += c;
-            }
-            if let Some(g) = &self.geom {
-                for (raster, strip) in rasters.iter_mut().zip(&r.strips) {
-                    let width = r.x_hi - r.x_lo;
-                    for y in 0..g.side {
-                        for (dx, v) in strip[y * width..(y + 1) * width].iter().enumerate() {
-                            raster.counts[y * g.side + r.x_lo + dx] += v;
-                        }
-                    }
-                }
-            }
-        }
+        let (n, max_layers, counts) = (self.n, self.max_layers, &self.counts);
         let all = (n as u64) * (n as u64);
         let layers = (1..=self.layers)
             .map(|l| ReachLayer {
@@ -365,7 +424,7 @@ impl ReachRun {
             layers,
             layers_to_full,
             max_layers,
-            rasters,
+            rasters: self.rasters,
         })
     }
 }
@@ -609,6 +668,13 @@ impl Scratch {
 impl Job<'_> {
     /// Pushes keys `c·512 ..` through every layer; `None` when cancelled.
     fn run_chunk(&self, c: usize, s: &mut Scratch) -> Option<ChunkResult> {
+        let mut chunk = self.start_chunk(c, s);
+        while !self.advance(&mut chunk, s, usize::MAX)? {}
+        Some(chunk.into_result())
+    }
+
+    /// Keys `c·512 ..` at layer 0 (the identity), in `s`.
+    fn start_chunk(&self, c: usize, s: &mut Scratch) -> Chunk {
         let n = self.n;
         let k0 = c * CHUNK_KEYS;
         let k1 = (k0 + CHUNK_KEYS).min(n);
@@ -632,51 +698,87 @@ impl Job<'_> {
         };
         let x_lo = segs.first().map_or(0, |s| s.0);
         let x_hi = segs.last().map_or(0, |s| s.0 + 1);
-        let width = x_hi - x_lo;
         let mut counts = vec![0u64; self.max_layers + 1];
         counts[0] = (k1 - k0) as u64;
-        let mut strips: Vec<Vec<u64>> = Vec::new();
+        Chunk {
+            segs,
+            x_lo,
+            x_hi,
+            counts,
+            strips: Vec::new(),
+            next_layer: 1,
+        }
+    }
+
+    /// Pushes `chunk` (its state in `s`) through up to `layers` more layers: `Some(true)` once
+    /// it has been through every layer, `None` when cancelled.
+    fn advance(&self, chunk: &mut Chunk, s: &mut Scratch, layers: usize) -> Option<bool> {
+        let n = self.n;
+        let width = chunk.x_hi - chunk.x_lo;
         let period = self.plans.len();
-        let mut l = 1;
-        while l <= self.max_layers {
+        let last = chunk.next_layer.saturating_add(layers);
+        while chunk.next_layer <= self.max_layers {
+            let l = chunk.next_layer;
+            if l >= last {
+                return Some(false);
+            }
             if self.cancel.load(Ordering::Relaxed) {
                 return None;
             }
             let plan = &self.plans[(l - 1) % period];
             step(plan, n, &s.cur, &mut s.next, &mut s.range, &mut s.class);
             std::mem::swap(&mut s.cur, &mut s.next);
-            counts[l] = s.cur.iter().map(popcount).sum();
+            chunk.counts[l] = s.cur.iter().map(popcount).sum();
             if let (Some(g), true) = (self.geom, l <= self.layers) {
                 let mut strip = vec![0u64; g.side * width];
                 for (i, row) in s.cur.iter().enumerate() {
                     let y = g.row_of[i] as usize;
-                    for &(x, a, b) in &segs {
-                        strip[y * width + x - x_lo] += popcount_bits(row, a, b);
+                    for &(x, a, b) in &chunk.segs {
+                        strip[y * width + x - chunk.x_lo] += popcount_bits(row, a, b);
                     }
                 }
-                strips.push(strip);
+                chunk.strips.push(strip);
             }
             if l % period == 0 {
                 if s.cur == s.snapshot {
                     // A full cycle changed nothing: every later layer repeats the last cycle.
                     for t in l + 1..=self.max_layers {
-                        counts[t] = counts[t - period];
+                        chunk.counts[t] = chunk.counts[t - period];
                         if self.geom.is_some() && t <= self.layers {
-                            strips.push(strips[t - period - 1].clone());
+                            chunk.strips.push(chunk.strips[t - period - 1].clone());
                         }
                     }
+                    chunk.next_layer = self.max_layers + 1;
                     break;
                 }
                 s.snapshot.copy_from_slice(&s.cur);
             }
-            l += 1;
+            chunk.next_layer = l + 1;
         }
-        Some(ChunkResult {
-            counts,
-            x_lo,
-            x_hi,
-            strips,
-        })
+        Some(true)
+    }
+}
+
+/// A chunk part-way through the layers (its bit state is in a [`Scratch`]).
+struct Chunk {
+    /// `(pixel column, first key, one past the last key)` of the chunk's keys per column.
+    segs: Vec<(usize, usize, usize)>,
+    x_lo: usize,
+    x_hi: usize,
+    counts: Vec<u64>,
+    strips: Vec<Vec<u64>>,
+    /// The next layer to compute (1-based; past `max_layers` when done).
+    next_layer: usize,
+}
+
+impl Chunk {
+    fn into_result(self) -> ChunkResult {
+        ChunkResult {
+            counts: self.counts,
+            x_lo: self.x_lo,
+            x_hi: self.x_hi,
+            strips: self.strips,
+        }
     }
 }
 

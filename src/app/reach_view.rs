@@ -82,9 +82,12 @@ pub struct CurveOut {
     pub curves: Vec<Curve>,
 }
 
-/// Reach of `params` (or `schedule`) run chunk by chunk with a checkpoint after each batch
-/// ([`Job::batch`]: all chunks at once in parallel on the desktop, one per slice in a
-/// browser); progress goes from `base` to `base + span`.
+/// Layers of one reach chunk computed between two checkpoints of a sliced job.
+const LAYERS_PER_PIECE: usize = 8;
+
+/// Reach of `params` (or `schedule`) with a checkpoint after each piece: all chunks at once
+/// in parallel when the job is not sliced (the desktop), otherwise [`LAYERS_PER_PIECE`]
+/// layers of one chunk at a time; progress goes from `base` to `base + span`.
 async fn run(
     params: &PatternParams,
     schedule: &[LayerSpec],
@@ -100,10 +103,13 @@ async fn run(
         job.set_progress((f * 1000.0) as u32);
     };
     while !reach.is_done() {
-        let (done, total) = reach.chunks();
-        reach
-            .run(job.batch(total - done), job.cancel_flag(), &progress)
-            .map_err(|e| e.to_string())?;
+        let done = if job.is_sliced() {
+            // A chunk that goes through 64 layers at n = 4096 takes ~ 60 ms in a browser.
+            reach.run_layers(LAYERS_PER_PIECE, job.cancel_flag(), &progress)
+        } else {
+            reach.run(usize::MAX, job.cancel_flag(), &progress)
+        };
+        done.map_err(|e| e.to_string())?;
         job.checkpoint().await;
     }
     reach.finish().map_err(|e| e.to_string())

@@ -148,7 +148,9 @@ async fn sweep_job(
             }
         };
         let _ = tx.send(Msg::Progress(e.fraction(), msg));
-        ctx.request_repaint();
+        // Soon, not at once: the view repaints every 100 ms while the sweep runs, and a repaint
+        // per event would make a browser paint a frame between every two steps.
+        ctx.request_repaint_after(std::time::Duration::from_millis(30));
     };
     let r = loop {
         match run.step(rows, cancel, &mut progress) {

@@ -480,6 +480,24 @@ fn a_run_in_batches_of_one_chunk_equals_compute() {
     assert_eq!(sliced.layers_to_full, whole.layers_to_full);
     assert_eq!(sliced.rasters, whole.rasters);
     assert!(whole.layers[5].reachable_pairs > whole.layers[0].reachable_pairs);
+    // Three layers at a time: each chunk goes through up to 40 layers in several calls (and
+    // `run` finishes a chunk left part-way).
+    let mut run = ReachRun::new(&s, &opts).unwrap();
+    let mut calls = 0;
+    while !run.is_done() {
+        if calls == 1 {
+            run.run(2, &never, &|_, _| {}).unwrap();
+            assert_eq!(run.chunks(), (1, 4));
+        } else {
+            run.run_layers(3, &never, &|_, _| {}).unwrap();
+        }
+        calls += 1;
+    }
+    assert!(calls > 8, "{calls} calls");
+    let by_layers = run.finish().unwrap();
+    assert_eq!(by_layers.layers, whole.layers);
+    assert_eq!(by_layers.layers_to_full, whole.layers_to_full);
+    assert_eq!(by_layers.rasters, whole.rasters);
 }
 
 #[test]
@@ -493,6 +511,10 @@ fn an_unfinished_or_cancelled_run_reports_cancelled() {
     let mut run = ReachRun::new(&s, &opts).unwrap();
     run.run(1, &AtomicBool::new(false), &|_, _| {}).unwrap();
     assert_eq!(run.chunks(), (1, 3));
+    assert_eq!(
+        run.run_layers(2, &AtomicBool::new(true), &|_, _| {}),
+        Err(ReachError::Cancelled)
+    );
     assert_eq!(
         run.run(1, &AtomicBool::new(true), &|_, _| {}),
         Err(ReachError::Cancelled)

@@ -5,7 +5,7 @@
 //!
 //! | | desktop (`native.rs`) | browser (`web.rs`) |
 //! |---|---|---|
-//! | background work | named threads | between frames, on the page's thread |
+//! | background work | named threads | in slices between frames, on the page's thread |
 //! | kernel threads | the machine's cores | 1 |
 //! | saving a file | a file dialog (or a folder) | a browser download |
 //! | loading Q, K, V | a file dialog | the browser's file chooser |
