@@ -35,7 +35,10 @@ FIRST_PAINT_LIMIT_S = 10.0
 # No task may hold the page longer than this at n = 4096 (README "Run it in a browser": jobs
 # run in slices of about 30 ms between frames).
 LONG_TASK_LIMIT_MS = 100
-# Where the Scaling view's "Run sweep" button is at WIDTH x HEIGHT (CSS pixels).
+# Where the Scaling view's "to n" combo box, its entry 4096 and the "Run sweep" button are at
+# WIDTH x HEIGHT (CSS pixels).
+SWEEP_TO_AT = (504, 44)
+SWEEP_TO_4096_AT = (482, 209)
 RUN_SWEEP_AT = (717, 67)
 WIDTH, HEIGHT = 1500, 940
 # The colours of the Masks view (src/app/compute.rs): cells allowed by the atrous stride
@@ -445,18 +448,25 @@ def main():
             phase(b, "a Kernels run", lambda: b.key("2", "Digit2", "2"),
                   ["attnscope-bench done"], 60, failures)
 
-            # A Scaling sweep with the web defaults (n = 256 ... 2048, k = w = sqrt n): "Run
-            # sweep" sits at a fixed place of the Scaling view's top bar at this window size.
-            def sweep():
-                b.key("5", "Digit5", "5")
-                time.sleep(1.0)
-                x, y = RUN_SWEEP_AT
+            # A Scaling sweep of n = 256 ... 4096 (k = w = sqrt n): "to n" set to 4096 in its
+            # combo box, then "Run sweep"; they sit at fixed places of the Scaling view's top
+            # bar at this window size.
+            def click(at):
+                x, y = at
                 b.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
                 time.sleep(0.2)
                 for kind in ("mousePressed", "mouseReleased"):
                     b.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+                time.sleep(0.5)
 
-            done = phase(b, "a Scaling sweep", sweep, ["attnscope-sweep done"], 120, failures)
+            def sweep():
+                b.key("5", "Digit5", "5")
+                time.sleep(1.0)
+                click(SWEEP_TO_AT)
+                click(SWEEP_TO_4096_AT)
+                click(RUN_SWEEP_AT)
+
+            done = phase(b, "a Scaling sweep (n = 256 ... 4096)", sweep, ["attnscope-sweep done"], 180, failures)
             if done[0] is None:
                 failures.append(f"clicking Run sweep at {RUN_SWEEP_AT} started no sweep (did the Scaling view's layout change?)")
             if shot_path:

@@ -884,3 +884,93 @@ impl View for ReachView {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::worker::{poll_slice, run_to_end};
+    use std::task::Poll;
+
+    /// `fut` polled in slices that each stop at the first checkpoint: its answer, the slices
+    /// and the progress after each.
+    fn in_slices<R>(mut fut: Sliced<R>, ctl: &Job) -> (Option<R>, Vec<u32>) {
+        let mut progress = Vec::new();
+        loop {
+            match poll_slice(&mut fut, std::time::Duration::ZERO) {
+                Poll::Ready(out) => return (out, progress),
+                Poll::Pending => progress.push(ctl.progress_per_mille()),
+            }
+        }
+    }
+
+    #[test]
+    fn the_heatmaps_and_curves_are_the_same_in_slices() {
+        let n = 1500;
+        let heat = HeatJob {
+            params: PatternParams::new(PatternKind::Sparse, n)
+                .stride(40)
+                .window(5),
+            schedule: Vec::new(),
+            side: 300,
+            colormap: Colormap::Viridis,
+        };
+        let whole = run_to_end(heat_job(heat.clone(), Job::new())).expect("heat");
+        let ctl = Job::sliced();
+        let (sliced, progress) = in_slices(heat_job(heat, ctl.clone()), &ctl);
+        let sliced = sliced.expect("heat");
+        // 3 chunks of 512 keys, 8 layers at a time, then the 8 images one by one.
+        assert!(progress.len() >= 3 + 8, "{progress:?}");
+        assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+        assert_eq!(sliced.images, whole.images);
+        let (a, b) = (
+            whole.report.expect("report"),
+            sliced.report.expect("report"),
+        );
+        assert_eq!((&a.layers, a.layers_to_full), (&b.layers, b.layers_to_full));
+        assert_eq!(a.rasters, b.rasters);
+
+        let curves = CurveJob {
+            curves: vec![
+                (
+                    "local".into(),
+                    PatternParams::new(PatternKind::Local, n).window(9),
+                    Vec::new(),
+                ),
+                (
+                    "atrous".into(),
+                    PatternParams::new(PatternKind::Atrous, n).stride(7),
+                    Vec::new(),
+                ),
+            ],
+        };
+        let whole = run_to_end(curves_job(curves.clone(), Job::new())).expect("curves");
+        let ctl = Job::sliced();
+        let (sliced, progress) = in_slices(curves_job(curves, ctl.clone()), &ctl);
+        // Local w = 9 needs many layers: more than one piece of 8 per chunk.
+        assert!(progress.len() > 2 * 3, "{progress:?}");
+        for (a, b) in whole.curves.iter().zip(&sliced.expect("curves").curves) {
+            let (a, b) = (a.report.as_ref().expect("a"), b.report.as_ref().expect("b"));
+            assert_eq!((&a.layers, a.layers_to_full), (&b.layers, b.layers_to_full));
+        }
+    }
+
+    #[test]
+    fn a_heat_job_cancelled_between_slices_stops() {
+        let heat = HeatJob {
+            params: PatternParams::new(PatternKind::Local, 3000).window(4),
+            schedule: Vec::new(),
+            side: 256,
+            colormap: Colormap::Gray,
+        };
+        let ctl = Job::sliced();
+        let mut fut = heat_job(heat, ctl.clone());
+        for _ in 0..3 {
+            assert!(poll_slice(&mut fut, std::time::Duration::ZERO).is_pending());
+        }
+        ctl.cancel();
+        assert!(matches!(
+            poll_slice(&mut fut, std::time::Duration::ZERO),
+            Poll::Ready(None)
+        ));
+    }
+}
