@@ -595,3 +595,47 @@ fn counted_cells_equal_reported_cells() {
         }
     }
 }
+
+/// Each allowed (query, key) pair enters a query's softmax exactly once, whichever pass of
+/// the permuted plan holds it: with Q = 0 every score is equal, and with V = I (d = n) output
+/// row i is the softmax weights themselves, 1 / nnz_i on row i's keys and 0 elsewhere. A pair
+/// computed twice would weigh 2 / (nnz_i + 1), one computed never 0.
+#[test]
+fn permuted_computes_each_allowed_pair_once() {
+    let n = 61;
+    let qkv = Qkv {
+        q: ndarray::Array2::zeros((n, n)),
+        k: ndarray::Array2::from_shape_fn((n, n), |(i, j)| ((i * 7 + j * 3) % 5) as f32),
+        v: ndarray::Array2::eye(n),
+    };
+    let mut cases: Vec<Pattern> = patterns(n, 5, 3);
+    cases.extend(patterns(n, 16, 20));
+    for text in PERMUTED_SINKS {
+        cases.push(
+            PatternParams::new(PatternKind::Custom, n)
+                .expr(text)
+                .build()
+                .unwrap(),
+        );
+    }
+    let mut keys = Vec::new();
+    let mut checked = 0;
+    for p in cases.iter().filter(|p| KernelKind::Permuted.supports(p)) {
+        let out = run_kernel(KernelKind::Permuted, p, &qkv, None, 64).unwrap();
+        for i in 0..n {
+            p.row_keys(i, &mut keys);
+            let w = 1.0 / keys.len() as f32;
+            for j in 0..n {
+                let want = if keys.contains(&(j as u32)) { w } else { 0.0 };
+                let got = out[[i, j]];
+                assert!(
+                    (got - want).abs() < 1e-6,
+                    "{} row {i} key {j}: weight {got}, want {want}",
+                    p.label()
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} patterns ran");
+}
