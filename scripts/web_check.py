@@ -472,6 +472,15 @@ def main():
             if shot_path:
                 with open(shot_path.replace(".png", "-sweep.png"), "wb") as f:
                     f.write(b.screenshot())
+
+            # The Attention view at its largest n in a browser (256): n halved four times.
+            def attention():
+                for _ in range(4):
+                    b.key("PageDown", "PageDown", "")
+                    time.sleep(0.5)
+                b.key("3", "Digit3", "3")
+
+            phase(b, "the Attention view at n = 256", attention, ["attnscope-attention done"], 60, failures)
         b.call("Runtime.evaluate", expression="0")  # collect late console events
         problems = b.problems()
         if problems:

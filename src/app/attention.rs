@@ -12,6 +12,7 @@ use crate::pattern::PatternParams;
 use crate::render::Colormap;
 use egui::RichText;
 use egui_plot::{Plot, PlotImage, PlotPoint};
+use std::sync::{Arc, Mutex};
 
 /// Largest side of an attention image, in pixels (n above it is averaged down).
 pub const ATTN_SIDE: usize = 1024;
@@ -83,13 +84,15 @@ fn colour(w: &ndarray::Array2<f32>, side: usize, vmax: f32, log: bool, cmap: Col
 }
 
 /// RGBA8 → an egui image (on the worker thread).
-fn image(side: usize, rgba: &[u8]) -> std::sync::Arc<egui::ColorImage> {
-    std::sync::Arc::new(egui::ColorImage::from_rgba_unmultiplied([side, side], rgba))
+fn image(side: usize, rgba: &[u8]) -> Arc<egui::ColorImage> {
+    Arc::new(egui::ColorImage::from_rgba_unmultiplied([side, side], rgba))
 }
 
-fn compute(
+/// The weights and images of `job`, with a checkpoint after each of its pieces (the dense
+/// weights, the pattern's weights, the mass kept, each image): a sliced job pauses there.
+async fn compute(
     job: &AttnJob,
-    cache: &mut super::InputCache,
+    cache: &Mutex<super::InputCache>,
     ctl: &super::worker::Job,
 ) -> Option<Result<AttnImages, String>> {
     let p = match job.params.build() {
@@ -111,8 +114,12 @@ fn compute(
             p.n()
         )));
     }
-    let qkv = cache.get(&job.input);
+    let qkv = cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&job.input);
     ctl.set_progress(100);
+    ctl.checkpoint().await;
     let dense = match crate::kernel::attention_weights(None, &qkv, None) {
         Ok(w) => w,
         Err(e) => return Some(Err(e.to_string())),
@@ -120,7 +127,8 @@ fn compute(
     if ctl.cancelled() {
         return None;
     }
-    ctl.set_progress(500);
+    ctl.set_progress(400);
+    ctl.checkpoint().await;
     let sparse = match crate::kernel::attention_weights(Some(&p), &qkv, None) {
         Ok(w) => w,
         Err(e) => return Some(Err(e.to_string())),
@@ -128,6 +136,8 @@ fn compute(
     if ctl.cancelled() {
         return None;
     }
+    ctl.set_progress(700);
+    ctl.checkpoint().await;
     let n = p.n();
     let mut keys = Vec::new();
     let (mut total, mut min) = (0.0f64, f64::INFINITY);
@@ -143,8 +153,16 @@ fn compute(
         .fold(0.0f32, |m, &v| m.max(v))
         .max(f32::MIN_POSITIVE);
     let side = n.min(ATTN_SIDE);
+    ctl.set_progress(800);
+    ctl.checkpoint().await;
+    let dense = image(side, &colour(&dense, side, vmax, job.log, job.cmap));
+    ctl.set_progress(900);
+    ctl.checkpoint().await;
+    if ctl.cancelled() {
+        return None;
+    }
     Some(Ok(AttnImages {
-        dense: image(side, &colour(&dense, side, vmax, job.log, job.cmap)),
+        dense,
         sparse: image(side, &colour(&sparse, side, vmax, job.log, job.cmap)),
         mass_kept: total / n as f64,
         mass_min: min,
@@ -190,13 +208,16 @@ impl View for AttentionView {
 
     fn ui(&mut self, ui: &mut egui::Ui, shared: &mut Shared) {
         if self.worker.is_none() {
-            let mut cache = super::InputCache::default();
-            self.worker = Some(Worker::spawn(
+            let cache = Arc::new(Mutex::new(super::InputCache::default()));
+            self.worker = Some(Worker::spawn_sliced(
                 "attnscope-attention",
                 Some(ui.ctx().clone()),
                 move |job: AttnJob, ctl| {
-                    let outcome = compute(&job, &mut cache, ctl)?;
-                    Some(AttnResult { job, outcome })
+                    let cache = cache.clone();
+                    Box::pin(async move {
+                        let outcome = compute(&job, &cache, &ctl).await?;
+                        Some(AttnResult { job, outcome })
+                    })
                 },
             ));
         }
