@@ -639,3 +639,72 @@ fn permuted_computes_each_allowed_pair_once() {
     }
     assert!(checked >= 30, "only {checked} patterns ran");
 }
+
+/// Random unions of the terms the permuted planner takes (window, stride, sinks, global rows,
+/// fixed's blocks and summary columns, and the named patterns made of them), causal or not, at
+/// random n: where the planner takes one, its output matches the reference and the cells it
+/// counted running equal the ones it reports.
+#[test]
+fn permuted_plans_of_random_unions_match_reference() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+    let mut planned = 0;
+    for case in 0..160 {
+        let n = if case % 5 == 0 {
+            rng.gen_range(1..20)
+        } else {
+            rng.gen_range(20..300)
+        };
+        let terms = rng.gen_range(1..4);
+        let mut parts = Vec::new();
+        for _ in 0..terms {
+            parts.push(match rng.gen_range(0..8) {
+                0 => format!("local(w={})", rng.gen_range(0..40)),
+                1 => format!("atrous(k={})", rng.gen_range(1..40)),
+                2 => format!("sink(s={})", rng.gen_range(0..40)),
+                3 => format!("global(g={})", rng.gen_range(0..20)),
+                4 => format!(
+                    "sparse(k={}, w={})",
+                    rng.gen_range(1..30),
+                    rng.gen_range(0..30)
+                ),
+                5 => {
+                    let l = rng.gen_range(1..40);
+                    format!("fixed(l={l}, c={})", rng.gen_range(1..=l))
+                }
+                6 => format!(
+                    "longformer(w={}, g={})",
+                    rng.gen_range(0..30),
+                    rng.gen_range(0..9)
+                ),
+                _ => format!("strided(l={})", rng.gen_range(1..30)),
+            });
+        }
+        let mut text = parts.join(" | ");
+        if rng.gen_bool(0.4) {
+            text = format!("({text}) & causal");
+        }
+        let p = PatternParams::new(PatternKind::Custom, n)
+            .expr(&text)
+            .build()
+            .unwrap();
+        if !KernelKind::Permuted.supports(&p) {
+            continue;
+        }
+        planned += 1;
+        let qkv = generate(InputKind::Random { seed: case }, n, 8);
+        let want = reference(&p, &qkv, None);
+        let (got, counted) = run_kernel_counted(KernelKind::Permuted, &p, &qkv, None, 64).unwrap();
+        let err = max_rel_err(&got, &want);
+        assert!(err < 1e-4, "{text} at n = {n}: rel err {err}");
+        assert_eq!(
+            counted,
+            computed_cells(KernelKind::Permuted, &p, 64),
+            "{text} at n = {n}"
+        );
+    }
+    assert!(
+        planned >= 60,
+        "only {planned} of 160 random unions were planned"
+    );
+}
