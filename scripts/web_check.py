@@ -473,6 +473,10 @@ def main():
                 with open(shot_path.replace(".png", "-sweep.png"), "wb") as f:
                     f.write(b.screenshot())
 
+            # The Teach view at n = 4096: the coverage of its layers (a reach of up to 64 layers;
+            # with k = 6 it is done in a slice or two, so no job line is waited for).
+            phase(b, "the Teach view", lambda: b.key("6", "Digit6", "6"), [], 0, failures, wait_s=3.0)
+
             # The Attention view at its largest n in a browser (256): n halved four times.
             def attention():
                 for _ in range(4):

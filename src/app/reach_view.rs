@@ -88,7 +88,7 @@ const LAYERS_PER_PIECE: usize = 8;
 /// Reach of `params` (or `schedule`) with a checkpoint after each piece: all chunks at once
 /// in parallel when the job is not sliced (the desktop), otherwise [`LAYERS_PER_PIECE`]
 /// layers of one chunk at a time; progress goes from `base` to `base + span`.
-async fn run(
+pub(super) async fn run(
     params: &PatternParams,
     schedule: &[LayerSpec],
     opts: &ReachOptions,

@@ -3,11 +3,11 @@
 //! plain-language paragraph), with a large-font option for projectors.
 
 use super::settings::ScheduleRow;
-use super::worker::{Job, Worker};
+use super::worker::{Job, Sliced, Worker};
 use super::{Shared, View};
 use crate::pattern::{Pattern, PatternKind, PatternParams};
-use crate::presets::{all, schedule_of, Preset};
-use crate::reach::{compute, LayerSpec, ReachOptions};
+use crate::presets::{all, Preset};
+use crate::reach::{LayerSpec, ReachOptions};
 use crate::stats::group;
 use egui::RichText;
 
@@ -39,27 +39,23 @@ pub struct FullReach {
 /// The reach of a job, or the error.
 pub type FullOut = (FullJob, Result<FullReach, String>);
 
-fn run_full(job: FullJob, ctl: &Job) -> Option<FullOut> {
-    let r = schedule_of(&job.params, &job.schedule)
-        .map_err(|e| e.to_string())
-        .and_then(|s| {
-            compute(
-                &s,
-                &ReachOptions {
-                    layers: TEACH_LAYERS,
-                    max_layers: super::reach_view::full_cap(job.params.n),
-                    raster_side: 0,
-                },
-                ctl.cancel_flag(),
-                &|done, total| ctl.set_progress((1000 * done / total.max(1)) as u32),
-            )
-            .map_err(|e| e.to_string())
-        })
-        .map(|r| FullReach {
-            layers_to_full: r.layers_to_full,
-            coverage: r.layers.iter().map(|l| l.coverage).collect(),
-        });
-    (!ctl.cancelled()).then_some((job, r))
+/// The coverage job (sliced like the Receptive-field view's: chunk by chunk, 8 layers at a
+/// time in a browser).
+fn full_job(job: FullJob, ctl: Job) -> Sliced<FullOut> {
+    Box::pin(async move {
+        let opts = ReachOptions {
+            layers: TEACH_LAYERS,
+            max_layers: super::reach_view::full_cap(job.params.n),
+            raster_side: 0,
+        };
+        let r = super::reach_view::run(&job.params, &job.schedule, &opts, &ctl, 0.0, 1.0)
+            .await
+            .map(|r| FullReach {
+                layers_to_full: r.layers_to_full,
+                coverage: r.layers.iter().map(|l| l.coverage).collect(),
+            });
+        (!ctl.cancelled()).then_some((job, r))
+    })
 }
 
 /// State of the Teach view.
@@ -246,10 +242,10 @@ pub fn paragraph(p: &Pattern, layers_to_full: Option<Option<usize>>) -> String {
 impl TeachView {
     fn sync(&mut self, ctx: &egui::Context, shared: &Shared) {
         if self.worker.is_none() {
-            self.worker = Some(Worker::spawn(
+            self.worker = Some(Worker::spawn_sliced(
                 "attnscope-explain-reach",
                 Some(ctx.clone()),
-                run_full,
+                full_job,
             ));
         }
         let s = &shared.settings;
