@@ -165,6 +165,47 @@ fn mass_and_quality_print_the_keys_of_the_spec() {
     assert!(out.contains("layer  5"), "{out}");
 }
 
+/// `model quality --schedule`: one pattern per layer, cycled (GPT-3's dense / banded layers).
+#[test]
+fn quality_runs_a_per_layer_schedule() {
+    let Some(path) = minilm() else { return };
+    let p = path.to_str().unwrap();
+    let cos = |extra: &[&str]| {
+        let mut args = vec!["model", "quality", "--model", p, "--prompt", TEXT, "--json"];
+        args.extend_from_slice(extra);
+        let q = json(&args);
+        (q["embedding_cosine"].as_f64().unwrap(), q)
+    };
+    let (all_local, _) = cos(&["--pattern", "local", "--window", "2"]);
+    // One entry is the same run as --pattern; a dense schedule is the dense model itself.
+    let (one, q) = cos(&["--schedule", "local(w=2)"]);
+    assert_eq!(one, all_local);
+    assert_eq!(q["label"], "local(w=2)");
+    assert!((cos(&["--schedule", "dense"]).0 - 1.0).abs() < 1e-12);
+    // Alternating: half of MiniLM's 6 layers keep full attention, so the embedding moves less
+    // than with every layer banded, and which half matters.
+    let (alt, q) = cos(&["--schedule", "dense,local", "--window", "2"]);
+    assert_eq!(q["pattern"], "dense,local");
+    assert_eq!(q["label"], "schedule(dense | local(w=2))");
+    assert!(all_local < alt && alt < 1.0, "{all_local} {alt}");
+    let (other, _) = cos(&["--schedule", "local(w=2),dense"]);
+    assert!(other < 1.0 && other != alt, "{other} {alt}");
+    // --pattern and --schedule together, or a bad entry: one error line, exit 2.
+    for bad in [
+        vec!["--schedule", "dense,local", "--pattern", "local"],
+        vec!["--schedule", "dense,nope"],
+    ] {
+        let mut args = vec!["model", "quality", "--model", p, "--prompt", TEXT];
+        args.extend_from_slice(&bad);
+        let (code, _, err) = attnscope_text(&args);
+        assert_eq!(code, 2, "{bad:?}: {err}");
+        assert!(
+            err.starts_with("error:") && err.trim().lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
 /// Keeps layer `L`'s q, k, v.
 struct Layer(usize, Option<(Array3<f32>, Array3<f32>, Array3<f32>)>);
 impl Hooks for Layer {

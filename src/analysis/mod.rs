@@ -318,25 +318,49 @@ pub fn quality(
     p: &Pattern,
     progress: &dyn Progress,
 ) -> Result<Quality, ModelError> {
-    check(ids, p)?;
+    quality_schedule(model, ids, std::slice::from_ref(p), progress)
+}
+
+/// Quality of a per-layer schedule on `ids`: layer `l` (from 0) is restricted to
+/// `layers[l mod len]` (∩ causal for a causal model), e.g. GPT-3's `[dense, local]`. A dense
+/// entry runs the model's own dense attention.
+pub fn quality_schedule(
+    model: &dyn Model,
+    ids: &[u32],
+    layers: &[Pattern],
+    progress: &dyn Progress,
+) -> Result<Quality, ModelError> {
+    if layers.is_empty() {
+        return Err(ModelError::Input(
+            "the schedule is empty: give at least one pattern".into(),
+        ));
+    }
+    for p in layers {
+        check(ids, p)?;
+    }
     let info = model.info().clone();
     if info.causal && ids.len() < 2 {
         return Err(ModelError::Input(
             "quality needs at least 2 tokens: the loss is over positions 1 … n−1".into(),
         ));
     }
-    let p = for_model(p, &info)?;
+    let n = ids.len() as u64;
+    let per_layer = layers
+        .iter()
+        .map(|p| {
+            let full = p.nnz() == n * n;
+            (!full).then(|| for_model(p, &info)).transpose()
+        })
+        .collect::<Result<Vec<Option<Pattern>>, ModelError>>()?;
+    let attention = match per_layer.as_slice() {
+        [Some(p)] => Attention::Pattern(p),
+        [None] => Attention::Dense,
+        list => Attention::PerLayer(list),
+    };
     let total = 2 * info.layers;
     let dense = pass(model, ids, Attention::Dense, progress, 0, total)?;
     let reference = reference(model, dense.view(), ids)?;
-    let sparse = pass(
-        model,
-        ids,
-        Attention::Pattern(&p),
-        progress,
-        info.layers,
-        total,
-    )?;
+    let sparse = pass(model, ids, attention, progress, info.layers, total)?;
     capture::quality_of(model, sparse.view(), ids, &reference)
 }
 

@@ -7,7 +7,7 @@ use super::{parse_count, print_report, CliError};
 use crate::analysis::{self, Silent};
 use crate::export::{npy_header, AtomicFile};
 use crate::model::{self, Model, ModelError, Tokens};
-use crate::pattern::Pattern;
+use crate::pattern::{Pattern, PatternKind, PatternParams};
 use ndarray::Array2;
 use std::fmt::Write as _;
 use std::io::Write;
@@ -33,7 +33,7 @@ pub enum ModelCommand {
     /// Print the dense attention mass the pattern keeps, per layer and head.
     Mass(PatternRunArgs),
     /// Print loss and perplexity (decoder) or embedding cosine (encoder), dense vs pattern.
-    Quality(PatternRunArgs),
+    Quality(QualityArgs),
     /// Print the most probable next tokens after a prompt, under the pattern (decoder).
     Next(NextArgs),
 }
@@ -116,6 +116,18 @@ pub struct PatternRunArgs {
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Arguments of `attnscope model quality`.
+#[derive(Debug, clap::Args)]
+pub struct QualityArgs {
+    #[command(flatten)]
+    pub run: PatternRunArgs,
+    /// One pattern per layer instead of --pattern, repeated over the layers: GPT-3 alternates
+    /// dense and banded layers, "dense,local(w=64)". Entries as in `reach --schedule`; what an
+    /// entry leaves out comes from the PATTERN flags.
+    #[arg(long, value_name = "LIST")]
+    pub schedule: Option<String>,
 }
 
 /// Arguments of `attnscope model next`.
@@ -385,20 +397,59 @@ struct QualityReport {
     quality: analysis::Quality,
 }
 
-fn quality(a: PatternRunArgs) -> Result<(), CliError> {
-    let (model, t) = load_with_tokens(&a.model, &a.text)?;
+/// The layers' patterns of `model quality` at `n` tokens: `--pattern`'s one pattern, or one
+/// per `--schedule` entry (over the shared PATTERN flags); with the names and the label as the
+/// model runs them (∩ causal for a decoder).
+fn layer_patterns(
+    a: &QualityArgs,
+    model: &dyn Model,
+    n: usize,
+) -> Result<(Vec<Pattern>, String, String), CliError> {
+    let Some(list) = &a.schedule else {
+        let (p, label) = pattern_at(&a.run.pattern, model, n)?;
+        return Ok((vec![p.clone()], p.name(), label));
+    };
+    if let Some(text) = &a.run.pattern.pattern {
+        return Err(CliError::Usage(format!(
+            "--pattern {:?} cannot be used with --schedule {list:?}: the schedule gives every \
+             layer's pattern; leave out --pattern",
+            text.0
+        )));
+    }
+    // Checks --n and --block as for one pattern; the schedule's entries replace the kind.
+    pattern_at(&a.run.pattern, model, n)?;
+    let base = PatternParams::new(PatternKind::Dense, n);
+    let shared = a.run.pattern.params_over(&base);
+    let usage = |e: crate::reach::ScheduleSpecError| CliError::Usage(e.to_string());
+    let entries = crate::reach::parse_schedule(list).map_err(usage)?;
+    let schedule = crate::reach::schedule_from(&entries, &shared).map_err(usage)?;
+    let mut labels = Vec::new();
+    for p in schedule.patterns() {
+        labels.push(
+            analysis::for_model(p, model.info())
+                .map_err(model_error)?
+                .label(),
+        );
+    }
+    let label = if labels.len() == 1 {
+        labels.remove(0)
+    } else {
+        format!("schedule({})", labels.join(" | "))
+    };
+    Ok((schedule.patterns().to_vec(), schedule.names(), label))
+}
+
+fn quality(a: QualityArgs) -> Result<(), CliError> {
+    let (model, t) = load_with_tokens(&a.run.model, &a.run.text)?;
     let n = t.ids.len();
-    let (p, label) = pattern_at(&a.pattern, model.as_ref(), n)?;
-    let q = analysis::quality(model.as_ref(), &t.ids, &p, &Silent).map_err(model_error)?;
+    let (layers, pattern, label) = layer_patterns(&a, model.as_ref(), n)?;
+    let q = analysis::quality_schedule(model.as_ref(), &t.ids, &layers, &Silent)
+        .map_err(model_error)?;
     let report = QualityReport {
-        header: Header {
-            n,
-            pattern: p.name(),
-            label,
-        },
+        header: Header { n, pattern, label },
         quality: q,
     };
-    print_report(a.json, &report, || {
+    print_report(a.run.json, &report, || {
         let h = &report.header;
         let q = &report.quality;
         let mut s = format!("{} at n = {}\n", h.label, h.n);
