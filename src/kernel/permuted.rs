@@ -421,8 +421,8 @@ struct Scratch {
     v: Vec<f32>,
     st: TileState,
     words: Vec<u64>,
-    /// Kᵀ of the extra keys (sinks, or all keys for global rows).
-    kt_sink: Vec<f32>,
+    /// Kᵀ of the extra keys (sinks, all keys for global rows, or periodic columns).
+    kt_extra: Vec<f32>,
 }
 
 impl Scratch {
@@ -604,10 +604,10 @@ impl Work for GroupTask<'_, '_> {
 }
 
 /// A band-pass task: token rows `[i0, i0 + out.len() / d)` in tiles of [`BAND_ROWS`], each
-/// resuming from its rows' group-pass state (if any), walking its sink keys not covered
-/// otherwise (if any), then the band `[i − w, i + w]`. Q, Kᵀ of the task's key range (from a
-/// multiple of [`PANEL`], so that panels are aligned alike in every task) and Kᵀ of its sink
-/// keys are packed into the worker's scratch; V is read in place.
+/// resuming from its rows' group-pass state (if any), walking its extra keys not covered
+/// otherwise (if any), then its band. Q, Kᵀ of the task's band keys (from a multiple of
+/// [`PANEL`], so that panels are aligned alike in every task) and Kᵀ of its extra keys are
+/// packed into the worker's scratch; V is read in place (gathered for periodic columns).
 struct BandTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
@@ -642,11 +642,11 @@ impl Work for BandTask<'_, '_> {
         gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end);
         let mut pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
-        // The extra keys (sinks, or all keys for global rows), packed on their own: V rows
-        // 0 … x − 1 are read in place.
+        // The extra keys, packed on their own: sinks or global rows' keys are 0 … x − 1,
+        // whose V rows are read in place; periodic columns' V rows are gathered.
         let extra = plan.extra_keys(i0, i1);
         let keys = (0..extra).map(|x| plan.extra_key(x));
-        gather_kt::<A>(&mut scratch.kt_sink, src.k, d, keys.clone());
+        gather_kt::<A>(&mut scratch.kt_extra, src.k, d, keys.clone());
         let v = if plan.periodic.is_some() {
             let mut v = std::mem::take(&mut scratch.v);
             v.clear();
@@ -661,13 +661,12 @@ impl Work for BandTask<'_, '_> {
             n: extra,
             d,
             qs: Vec::new(),
-            kt: std::mem::take(&mut scratch.kt_sink),
+            kt: std::mem::take(&mut scratch.kt_extra),
             v,
             v_stride: d,
         };
         let st = &mut scratch.st;
         st.cells = 0;
-
         for t0 in (i0..i1).step_by(BAND_ROWS) {
             let t1 = (t0 + BAND_ROWS).min(i1);
             let rows = t1 - t0;
@@ -678,12 +677,12 @@ impl Work for BandTask<'_, '_> {
             st.acc[..rows * d].copy_from_slice(o);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
-            // Extra keys first (actual key indices); the tile's queries are rows `t0 − i0 ..`
+            // Extra keys first (packed positions); the tile's queries are rows `t0 − i0 ..`
             // of the packed Q, lent to the extra keys' panel for the walk.
-            let tile_sinks = plan.extra_keys(t0, t1);
-            if tile_sinks > 0 {
+            let tile_extra = plan.extra_keys(t0, t1);
+            if tile_extra > 0 {
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
-                for (ja, lo, hi) in chunks(0, tile_sinks) {
+                for (ja, lo, hi) in chunks(0, tile_extra) {
                     let range = range_word(ja, lo, hi);
                     let mut all = true;
                     for (x, word) in words.iter_mut().enumerate() {
@@ -714,7 +713,7 @@ impl Work for BandTask<'_, '_> {
             st.finish(o, d);
         }
         let cells = st.cells;
-        scratch.kt_sink = sk.kt;
+        scratch.kt_extra = sk.kt;
         if let Cow::Owned(v) = sk.v {
             scratch.v = v;
         }
