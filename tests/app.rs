@@ -538,7 +538,9 @@ fn kernels_view_runs_every_kernel_and_shows_the_flop_ratio() {
     }
     // n = 64, sparse(4, 3): dense executes 4096 cells for 1396 useful ones.
     // 2.93 = 4096 / 1396 six times: executed / useful and computed / useful of dense, masked
-    // and block (B = 16: every block of sparse(4, 3) holds an allowed cell).
+    // and block (B = 16: every block of sparse(4, 3) holds an allowed cell). No other column
+    // prints two decimals without a unit (GFLOP/s has one, times three), so a measured value
+    // cannot match by chance.
     assert_eq!(h.query_all_by_label("2.93").count(), 6);
     // permuted: the cells it reports computing (the kernel tests check them against the count
     // taken while it runs).

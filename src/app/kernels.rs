@@ -427,7 +427,7 @@ impl View for KernelsView {
                         }
                     };
                     ui.monospace(num(r.median_ms, 3));
-                    ui.monospace(num(r.gflops_useful, 2));
+                    ui.monospace(num(r.gflops_useful, 1));
                     ui.monospace(r.speedup_vs_dense.map_or("—".into(), |s| format!("{s:.2}×")));
                     ui.monospace(match dense_flops {
                         Some(df) if r.flops_executed > 0 => format!("{:.2}×", df / r.flops_executed as f64),
