@@ -403,12 +403,15 @@ impl BenchRun {
                     Err(e) => result.skipped = Some(e.to_string()),
                     Ok(cells) => {
                         result.flops_executed = 4 * d as u64 * cells;
-                        result.flops_computed = 4 * d as u64 * k.computed_cells(p).unwrap_or(0);
                         let estimate = self
                             .rate_flops_per_ms
                             .map(|r| result.flops_executed as f64 / r);
                         match (estimate, self.cfg.dense_budget_ms) {
                             (Some(est), Some(budget)) if est > budget => {
+                                // Not run, so not counted: the kernel's exact prediction (a run
+                                // counts its own below, without building a block layout twice).
+                                result.flops_computed =
+                                    4 * d as u64 * k.computed_cells(p).unwrap_or(0);
                                 result.skipped = Some(format!(
                                     "estimated {} per run, over the budget of {}",
                                     duration_text(est),
