@@ -46,6 +46,31 @@ fn exp2_ps(x: __m512) -> __m512 {
     _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e)))
 }
 
+/// `S = Q Kᵀ` for the 4 query rows at `q` against `NP` panels of Kᵀ at `kt`, in registers.
+///
+/// # Safety
+/// AVX-512F and FMA must be available; `q` holds 4 · d floats, `kt` NP · d · 16.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,fma")]
+unsafe fn qk<const NP: usize>(q: *const f32, d: usize, kt: *const f32) -> [[__m512; NP]; GROUP] {
+    let mut s = [[_mm512_setzero_ps(); NP]; GROUP];
+    for c in 0..d {
+        let qb = [
+            _mm512_set1_ps(*q.add(c)),
+            _mm512_set1_ps(*q.add(d + c)),
+            _mm512_set1_ps(*q.add(2 * d + c)),
+            _mm512_set1_ps(*q.add(3 * d + c)),
+        ];
+        for p in 0..NP {
+            let kv = _mm512_loadu_ps(kt.add((p * d + c) * PANEL));
+            for r in 0..GROUP {
+                s[r][p] = _mm512_fmadd_ps(qb[r], kv, s[r][p]);
+            }
+        }
+    }
+    s
+}
+
 /// Lane mask of the first `len` lanes (`len ≤ 16`).
 #[inline]
 fn tail(len: usize) -> __mmask16 {
@@ -75,21 +100,7 @@ pub(super) unsafe fn group<const NP: usize>(
     // `engine::chunk` guarantees: Q has n + GROUP rows, K is packed to whole panels, keys < n.
     let q = pk.qs.as_ptr().add(a.q_row * d);
     let kt = pk.kt.as_ptr().add((a.ja / PANEL) * d * PANEL);
-    let mut s = [[_mm512_setzero_ps(); NP]; GROUP];
-    for c in 0..d {
-        let qb = [
-            _mm512_set1_ps(*q.add(c)),
-            _mm512_set1_ps(*q.add(d + c)),
-            _mm512_set1_ps(*q.add(2 * d + c)),
-            _mm512_set1_ps(*q.add(3 * d + c)),
-        ];
-        for p in 0..NP {
-            let kv = _mm512_loadu_ps(kt.add((p * d + c) * PANEL));
-            for r in 0..GROUP {
-                s[r][p] = _mm512_fmadd_ps(qb[r], kv, s[r][p]);
-            }
-        }
-    }
+    let mut s = qk::<NP>(q, d, kt);
     let width = NP * PANEL;
     let full = if width == 64 {
         u64::MAX

@@ -150,20 +150,24 @@ unsafe fn run_avx2<W: Work>(w: W) -> W::Out {
 
 /// Fills `dst` with the source rows `rows` of `src` (row-major, `d` columns) times `f`, then
 /// [`GROUP`] zero rows: a task-local Q in the layout of [`Packed::qs`]. Sequential: it runs
-/// inside a task, on data the task is about to use.
+/// inside a task, on data the task is about to use. Every float is written once (no zero fill
+/// first: the buffer is reused from task to task).
 #[inline(always)]
 pub(crate) fn gather_q(
     dst: &mut Vec<f32>,
     src: &[f32],
     d: usize,
     f: f32,
-    rows: impl Iterator<Item = usize>,
+    rows: impl ExactSizeIterator<Item = usize>,
 ) {
-    dst.clear();
-    for i in rows {
-        dst.extend(src[i * d..(i + 1) * d].iter().map(|y| y * f));
+    let count = rows.len();
+    dst.resize((count + GROUP) * d, 0.0);
+    for (o, i) in dst.chunks_exact_mut(d).zip(rows) {
+        for (o, y) in o.iter_mut().zip(&src[i * d..(i + 1) * d]) {
+            *o = y * f;
+        }
     }
-    dst.resize(dst.len() + GROUP * d, 0.0);
+    dst[count * d..].fill(0.0);
 }
 
 /// Fills `dst` with the source rows `rows` of `src`, transposed into panels
@@ -177,7 +181,8 @@ pub(crate) fn gather_kt<A: Arith>(
     mut rows: impl ExactSizeIterator<Item = usize>,
 ) {
     let count = rows.len();
-    dst.clear();
+    // No zero fill first (the buffer is reused from task to task): every panel is written
+    // whole, its missing keys as zeros.
     dst.resize(count.div_ceil(PANEL) * d * PANEL, 0.0);
     for panel in dst.chunks_exact_mut(d * PANEL) {
         let mut keys: [&[f32]; PANEL] = [&[]; PANEL];
@@ -193,6 +198,9 @@ pub(crate) fn gather_kt<A: Arith>(
             // PANEL keys of d floats each, and the panel holds d · PANEL floats.
             unsafe { super::avx512::transpose_panel(keys, d, panel) };
             continue;
+        }
+        if live < PANEL {
+            panel.fill(0.0);
         }
         for (c, dst) in panel.chunks_exact_mut(PANEL).enumerate() {
             for (o, key) in dst.iter_mut().zip(keys) {
@@ -242,6 +250,24 @@ impl TileState {
         self.l.resize(padded, 0.0);
         self.acc.clear();
         self.acc.resize(padded * d, 0.0);
+    }
+
+    /// Makes this the state of `rows` query rows of dimension `d` resumed from their running
+    /// max `m`, sum `l` and accumulator `acc` (`rows × d`), reusing the buffers (only the
+    /// padding rows are filled).
+    pub fn resume(&mut self, d: usize, m: &[f32], l: &[f32], acc: &[f32]) {
+        let rows = m.len();
+        debug_assert!(l.len() == rows && acc.len() == rows * d);
+        let padded = rows.div_ceil(GROUP) * GROUP;
+        self.rows = rows;
+        for (v, src, fill) in [(&mut self.m, m, f32::NEG_INFINITY), (&mut self.l, l, 0.0)] {
+            v.resize(padded, fill);
+            v[..rows].copy_from_slice(src);
+            v[rows..].fill(fill);
+        }
+        self.acc.resize(padded * d, 0.0);
+        self.acc[..rows * d].copy_from_slice(acc);
+        self.acc[rows * d..].fill(0.0);
     }
 
     /// Writes `acc / l` into `out` (`rows × d`); a row that saw no allowed key becomes zero.

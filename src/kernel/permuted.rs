@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use std::borrow::Cow;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 /// The permuted band + residue-group kernel.
 pub(crate) struct Permuted;
@@ -42,9 +43,6 @@ pub(crate) struct Permuted;
 /// Query rows per band-pass tile (a task holds 1 … 16 tiles): small, so that a tile's key
 /// range `[i0 − w, i1 + w)` is not much wider than one row's band `2w + 1`.
 const BAND_ROWS: usize = 16;
-
-/// Largest residue group whose V rows the group pass reads in place (larger ones are copied).
-const IN_PLACE_V_KEYS: usize = 512;
 
 /// Most sink keys the plan takes (a wider `sink` is a block of global columns, better served
 /// by the block kernel; it also bounds the cost of counting the cells exactly).
@@ -457,6 +455,27 @@ impl Scratch {
     }
 }
 
+/// One [`Scratch`] per worker thread for one `forward`: a task borrows its thread's, so the
+/// buffers are allocated (and their pages touched) once per thread, not once per task.
+struct Scratches(Vec<Mutex<Scratch>>);
+
+impl Scratches {
+    fn new() -> Self {
+        Self(
+            (0..rayon::current_num_threads())
+                .map(|_| Mutex::default())
+                .collect(),
+        )
+    }
+
+    /// The calling worker's scratch. Tasks never nest, so a worker's lock is free whenever
+    /// it starts a task; the lock only guards against a caller outside the pool.
+    fn mine(&self) -> MutexGuard<'_, Scratch> {
+        let i = rayon::current_thread_index().unwrap_or(0) % self.0.len();
+        self.0[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// Where the group pass leaves each token's result: its output row (`acc`, or `acc / l` when
 /// there is no band pass) and its running max and sum. A token is `r + k · m` for one residue
 /// `r` and one group row `m`; group tasks own disjoint `(r, [m0, m1))`, so no two tasks ever
@@ -517,10 +536,8 @@ impl<'a> TokenRows<'a> {
 }
 
 /// A group-pass task: rows `[m0, m1)` of residue group `r` (size `size`) against the group's
-/// keys. It gathers its own Q rows and the group's Kᵀ (rows strided by k in the input) into the
-/// worker's scratch, so the permuted copies are small and used while still in cache; V is read
-/// in place with a row stride of k · d, or copied for a group of more than
-/// [`IN_PLACE_V_KEYS`] keys.
+/// keys. It gathers its own Q rows, the group's Kᵀ and V (rows strided by k in the input) into
+/// the worker's scratch, so the permuted copies are small and used while still in cache.
 struct GroupTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
@@ -552,22 +569,16 @@ impl Work for GroupTask<'_, '_> {
         let keys = plan.group_keys(size, m1);
         gather_q(&mut scratch.q, src.q, d, src.f, (m0..m1).map(|m| r + k * m));
         gather_kt::<A>(&mut scratch.kt, src.k, d, (0..keys).map(|j| r + k * j));
-        // V of the group, rows r, r + k, r + 2k, …: read in place while they span few pages
-        // (every 4 query rows read all of them); copied once for a large group, whose rows
-        // k · d floats apart would each need their own TLB entry on every pass.
-        let pk = if keys <= IN_PLACE_V_KEYS {
-            // keys ≥ 1: every task has rows m0 < m1, and a group's keys reach at least m1.
-            let v_end = (r + k * (keys - 1) + 1) * d;
-            scratch.take(keys, d, Cow::Borrowed(&src.v[r * d..v_end]), k * d)
-        } else {
-            let mut v = std::mem::take(&mut scratch.v);
-            v.clear();
-            for j in 0..keys {
-                let i = r + k * j;
-                v.extend_from_slice(&src.v[i * d..(i + 1) * d]);
-            }
-            scratch.take(keys, d, Cow::Owned(v), d)
-        };
+        // V of the group, rows r, r + k, r + 2k, …, copied: read in place, rows k · d floats
+        // apart fall into the same few L1 cache sets (and each needs its own TLB entry), and
+        // every group of 4 query rows reads them all again.
+        let mut v = std::mem::take(&mut scratch.v);
+        v.clear();
+        for j in 0..keys {
+            let i = r + k * j;
+            v.extend_from_slice(&src.v[i * d..(i + 1) * d]);
+        }
+        let pk = scratch.take(keys, d, Cow::Owned(v), d);
         let st = &mut scratch.st;
         st.cells = 0;
         let e = plan.excluded();
@@ -679,10 +690,7 @@ impl Work for BandTask<'_, '_> {
             let t1 = (t0 + BAND_ROWS).min(i1);
             let rows = t1 - t0;
             let o = &mut out[(t0 - i0) * d..(t1 - i0) * d];
-            st.reset(rows, d);
-            st.m[..rows].copy_from_slice(&m[t0 - i0..t1 - i0]);
-            st.l[..rows].copy_from_slice(&l[t0 - i0..t1 - i0]);
-            st.acc[..rows * d].copy_from_slice(o);
+            st.resume(d, &m[t0 - i0..t1 - i0], &l[t0 - i0..t1 - i0], o);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
             // Extra keys first (packed positions); the tile's queries are rows `t0 − i0 ..`
@@ -768,6 +776,7 @@ impl AttentionKernel for Permuted {
         let tasks = 8 * rayon::current_num_threads();
         let band = plan.band_pass();
         let cells = AtomicU64::new(0);
+        let scratches = Scratches::new();
         let mut out = vec![0f32; n * d];
         let mut m = vec![f32::NEG_INFINITY; n];
         let mut l = vec![0f32; n];
@@ -784,20 +793,20 @@ impl AttentionKernel for Permuted {
                 }
             }
             let dst = TokenRows::new(&mut out, &mut m, &mut l, d, band);
-            jobs.into_par_iter()
-                .for_each_init(Scratch::default, |scratch, (r, size, m0, m1)| {
-                    let c = dispatch(GroupTask {
-                        src: &src,
-                        plan,
-                        r,
-                        size,
-                        m0,
-                        m1,
-                        scratch,
-                        dst: &dst,
-                    });
-                    cells.fetch_add(c, Ordering::Relaxed);
+            jobs.into_par_iter().for_each(|(r, size, m0, m1)| {
+                let scratch = &mut *scratches.mine();
+                let c = dispatch(GroupTask {
+                    src: &src,
+                    plan,
+                    r,
+                    size,
+                    m0,
+                    m1,
+                    scratch,
+                    dst: &dst,
                 });
+                cells.fetch_add(c, Ordering::Relaxed);
+            });
         }
         // Band pass in token order, resuming from the group pass's states.
         if band {
@@ -806,7 +815,8 @@ impl AttentionKernel for Permuted {
                 .zip(m.par_chunks(rows))
                 .zip(l.par_chunks(rows))
                 .enumerate()
-                .for_each_init(Scratch::default, |scratch, (t, ((o, m), l))| {
+                .for_each(|(t, ((o, m), l))| {
+                    let scratch = &mut *scratches.mine();
                     let c = dispatch(BandTask {
                         src: &src,
                         plan,

@@ -102,8 +102,8 @@ fn larger_sizes_and_head_dims() {
 #[test]
 fn permuted_tasks_of_many_tiles_match_reference() {
     // Long enough that a band task holds several 16-row tiles and a residue group is split
-    // over several tasks; every task packs its own Q and Kᵀ. Stride 2 gives residue groups of
-    // 550 keys, more than IN_PLACE_V_KEYS, whose V rows are copied rather than read in place.
+    // over several tasks; every task packs its own Q, Kᵀ and V. Stride 2 gives residue groups
+    // of 550 keys, more than one 64-row tile.
     let n = 1100;
     let qkv = generate(InputKind::Random { seed: 7 }, n, 24);
     let params = [
