@@ -148,6 +148,27 @@ unsafe fn run_avx2<W: Work>(w: W) -> W::Out {
     w.run::<Fused>()
 }
 
+/// How many rows ahead the gathers prefetch: their rows are often far apart (a residue
+/// group's are k · d floats apart), which the hardware prefetchers do not follow.
+pub(crate) const PREFETCH_ROWS: usize = 8;
+
+/// Asks for row `i` of `src` (`d` floats per row) to be brought into the cache; nothing past
+/// the end of `src`.
+#[inline(always)]
+pub(crate) fn prefetch_row(src: &[f32], i: usize, d: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(row) = src.get(i * d..(i + 1) * d) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let p = row.as_ptr().cast::<i8>();
+        for off in (0..std::mem::size_of_val(row)).step_by(64) {
+            // SAFETY: a prefetch never faults; the address lies inside `row`.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.add(off)) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (src, i, d);
+}
+
 /// Fills `dst` with the source rows `rows` of `src` (row-major, `d` columns) times `f`, then
 /// [`GROUP`] zero rows: a task-local Q in the layout of [`Packed::qs`]. Sequential: it runs
 /// inside a task, on data the task is about to use. Every float is written once (no zero fill
@@ -158,11 +179,15 @@ pub(crate) fn gather_q(
     src: &[f32],
     d: usize,
     f: f32,
-    rows: impl ExactSizeIterator<Item = usize>,
+    rows: impl ExactSizeIterator<Item = usize> + Clone,
 ) {
     let count = rows.len();
     dst.resize((count + GROUP) * d, 0.0);
+    let mut ahead = rows.clone().skip(PREFETCH_ROWS);
     for (o, i) in dst.chunks_exact_mut(d).zip(rows) {
+        if let Some(a) = ahead.next() {
+            prefetch_row(src, a, d);
+        }
         for (o, y) in o.iter_mut().zip(&src[i * d..(i + 1) * d]) {
             *o = y * f;
         }
@@ -178,13 +203,17 @@ pub(crate) fn gather_kt<A: Arith>(
     dst: &mut Vec<f32>,
     src: &[f32],
     d: usize,
-    mut rows: impl ExactSizeIterator<Item = usize>,
+    mut rows: impl ExactSizeIterator<Item = usize> + Clone,
 ) {
     let count = rows.len();
+    let mut ahead = rows.clone().skip(PANEL);
     // No zero fill first (the buffer is reused from task to task): every panel is written
     // whole, its missing keys as zeros.
     dst.resize(count.div_ceil(PANEL) * d * PANEL, 0.0);
     for panel in dst.chunks_exact_mut(d * PANEL) {
+        for a in ahead.by_ref().take(PANEL) {
+            prefetch_row(src, a, d);
+        }
         let mut keys: [&[f32]; PANEL] = [&[]; PANEL];
         let mut live = 0;
         for (slot, i) in keys.iter_mut().zip(&mut rows) {

@@ -23,8 +23,8 @@
 //! columns `j mod l ≥ l − c`, gathered into one dense panel that every query reads.
 
 use super::engine::{
-    chunk, chunks, dispatch, gather_kt, gather_q, range_word, Arith, Cells, Packed, TileState,
-    Work, CHUNK, GROUP, LOG2_E, PANEL, TILE_ROWS,
+    chunk, chunks, dispatch, gather_kt, gather_q, prefetch_row, range_word, Arith, Cells, Packed,
+    TileState, Work, CHUNK, GROUP, LOG2_E, PANEL, PREFETCH_ROWS, TILE_ROWS,
 };
 use super::{padded_rows, panel_keys, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
@@ -575,6 +575,7 @@ impl Work for GroupTask<'_, '_> {
         let mut v = std::mem::take(&mut scratch.v);
         v.clear();
         for j in 0..keys {
+            prefetch_row(src.v, r + k * (j + PREFETCH_ROWS), d);
             let i = r + k * j;
             v.extend_from_slice(&src.v[i * d..(i + 1) * d]);
         }
