@@ -125,7 +125,7 @@ pub enum KernelError {
         input_n: usize,
     },
     /// The kernel does not handle this pattern.
-    #[error("kernel {kernel} does not handle the pattern {pattern}; it runs unions of one band (window or same block), residue classes, up to 4096 sink columns or global rows, and periodic columns, optionally & causal: local, atrous, sparse, strided, dense, fixed, longformer, with sinks (use csr or block)")]
+    #[error("kernel {kernel} does not handle the pattern {pattern}; it runs unions of one band (window, same block or BigBird window blocks), residue classes, up to 4096 sink columns or global rows, and periodic columns, optionally & causal: local, atrous, sparse, strided, dense, fixed, longformer, bigbird without random blocks, with sinks (use csr or block)")]
     Unsupported {
         /// Kernel name.
         kernel: &'static str,

@@ -20,7 +20,9 @@
 //! "extra" keys — a row's sink keys, or every key for a global row — that neither the band nor
 //! the row's residue class already covers (a per-row mask), packed once per task. The band may
 //! also be fixed's same-block part (`⌊i / l⌋ = ⌊j / l⌋`), and the extra keys fixed's summary
-//! columns `j mod l ≥ l − c`, gathered into one dense panel that every query reads.
+//! columns `j mod l ≥ l − c`, gathered into one dense panel that every query reads; or BigBird's
+//! window blocks (`|⌊i / b⌋ − ⌊j / b⌋| ≤ wb`, its global blocks being sink columns and global
+//! rows; random blocks are not planned). Block bands run in 64-row tiles.
 
 use super::engine::{
     chunk, chunks, dispatch, gather_kt, gather_q, prefetch_row, range_word, Arith, Cells, Packed,
@@ -55,6 +57,8 @@ enum Band {
     Window(usize),
     /// `⌊i / l⌋ = ⌊j / l⌋`: fixed's same-block part.
     Block(usize),
+    /// `|⌊i / b⌋ − ⌊j / b⌋| ≤ wb`: BigBird's window blocks, as `(b, wb)`.
+    Blocks(usize, usize),
 }
 
 /// How a pattern splits into a band, residue groups and extra keys.
@@ -120,7 +124,7 @@ impl Plan {
                     band = match band {
                         None => Some(Band::Window(width)),
                         Some(Band::Window(x)) => Some(Band::Window(x.max(width))),
-                        Some(Band::Block(_)) => return None,
+                        Some(_) => return None,
                     };
                 }
                 Some(Atom::SameBlock { l }) => {
@@ -129,6 +133,23 @@ impl Plan {
                         None => band = Some(Band::Block(l)),
                         Some(b) if b == Band::Block(l) => {}
                         Some(_) => return None,
+                    }
+                }
+                // BigBird without random blocks: its window blocks are the band, its global
+                // blocks sink columns and global rows.
+                Some(Atom::Blocks(t)) if t.random.iter().all(Vec::is_empty) => {
+                    let wb = usize::try_from(t.wb.min(t.nb as u64)).ok()?;
+                    let blocks = Band::Blocks(t.b, wb);
+                    match band {
+                        None => band = Some(blocks),
+                        Some(b) if b == blocks => {}
+                        Some(_) => return None,
+                    }
+                    let g = t.gb.min(t.nb as u64).saturating_mul(t.b as u64);
+                    if g > 0 {
+                        let g = bounded(g)?;
+                        sinks = Some(sinks.map_or(g, |s| s.max(g)));
+                        rows = Some(rows.map_or(g, |r| r.max(g)));
                     }
                 }
                 Some(Atom::Residue { k: kk }) => {
@@ -163,7 +184,7 @@ impl Plan {
         let sinks = sinks.filter(|&s| s > 0 && k != Some(1));
         let rows = rows.filter(|&r| r > 0 && k != Some(1));
         // The group pass's band exclusion knows windows only; periodic extra keys come alone.
-        if matches!(band, Some(Band::Block(_))) && k.is_some()
+        if matches!(band, Some(Band::Block(_) | Band::Blocks(..))) && k.is_some()
             || periodic.is_some() && (k.is_some() || sinks.is_some() || rows.is_some())
         {
             return None;
@@ -194,6 +215,16 @@ impl Plan {
         self.sinks.is_some() || self.rows.is_some() || self.periodic.is_some()
     }
 
+    /// Query rows per band-pass tile: [`BAND_ROWS`] for a sliding window; a whole
+    /// [`TILE_ROWS`] for blocks, whose rows share their keys (more rows reuse each packed
+    /// key panel while it is in cache).
+    fn tile_rows(&self) -> usize {
+        match self.band {
+            Some(Band::Block(_) | Band::Blocks(..)) => TILE_ROWS,
+            _ => BAND_ROWS,
+        }
+    }
+
     /// Row `i`'s band keys `[lo, hi)`.
     fn row_band(&self, i: usize) -> Option<(usize, usize)> {
         let (lo, hi) = match self.band? {
@@ -201,6 +232,13 @@ impl Plan {
             Band::Block(l) => {
                 let lo = i / l * l;
                 (lo, lo.saturating_add(l))
+            }
+            Band::Blocks(b, wb) => {
+                let bi = i / b;
+                (
+                    bi.saturating_sub(wb) * b,
+                    bi.saturating_add(wb).saturating_add(1).saturating_mul(b),
+                )
             }
         };
         Some((lo, if self.causal { i + 1 } else { hi.min(self.n) }))
@@ -280,7 +318,7 @@ impl Plan {
     fn excluded(&self) -> Option<usize> {
         match self.band? {
             Band::Window(w) => Some(w / self.k?),
-            Band::Block(_) => None,
+            Band::Block(_) | Band::Blocks(..) => None,
         }
     }
 
@@ -318,7 +356,7 @@ impl Plan {
         }
         // Band pass: band tiles are narrowed per group of 4 rows (`Cells::Narrow`) to the
         // panels of the rows' union of keys, one interval. Tiles start at multiples of
-        // BAND_ROWS and a task's keys at a multiple of PANEL, so panels are aligned at
+        // the tile rows and a task's keys at a multiple of PANEL, so panels are aligned at
         // multiples of 16 of the token index.
         if self.band.is_some() {
             for a in (0..self.n).step_by(GROUP) {
@@ -329,8 +367,9 @@ impl Plan {
         }
         // Extra keys, walked per tile as the kernel does.
         if self.has_extra() {
-            for t0 in (0..self.n).step_by(BAND_ROWS) {
-                let t1 = (t0 + BAND_ROWS).min(self.n);
+            let tile = self.tile_rows();
+            for t0 in (0..self.n).step_by(tile) {
+                let t1 = (t0 + tile).min(self.n);
                 let x = self.extra_keys(t0, t1);
                 for g in (t0..t1).step_by(GROUP) {
                     total += GROUP as u64 * self.extra_group_keys(g..(g + GROUP).min(t1), x);
@@ -623,7 +662,7 @@ impl Work for GroupTask<'_, '_> {
     }
 }
 
-/// A band-pass task: token rows `[i0, i0 + out.len() / d)` in tiles of [`BAND_ROWS`], each
+/// A band-pass task: token rows `[i0, i0 + out.len() / d)` in tiles of `Plan::tile_rows`, each
 /// resuming from its rows' group-pass state (if any), walking its extra keys not covered
 /// otherwise (if any), then its band. Q, Kᵀ of the task's band keys (from a multiple of
 /// [`PANEL`], so that panels are aligned alike in every task) and Kᵀ of its extra keys are
@@ -687,8 +726,9 @@ impl Work for BandTask<'_, '_> {
         };
         let st = &mut scratch.st;
         st.cells = 0;
-        for t0 in (i0..i1).step_by(BAND_ROWS) {
-            let t1 = (t0 + BAND_ROWS).min(i1);
+        let tile = plan.tile_rows();
+        for t0 in (i0..i1).step_by(tile) {
+            let t1 = (t0 + tile).min(i1);
             let rows = t1 - t0;
             let o = &mut out[(t0 - i0) * d..(t1 - i0) * d];
             st.resume(d, &m[t0 - i0..t1 - i0], &l[t0 - i0..t1 - i0], o);
@@ -811,7 +851,8 @@ impl AttentionKernel for Permuted {
         }
         // Band pass in token order, resuming from the group pass's states.
         if band {
-            let rows = BAND_ROWS * (n / BAND_ROWS / tasks).clamp(1, 16);
+            let tile = plan.tile_rows();
+            let rows = tile * (n / tile / tasks).clamp(1, 64 / tile * 16);
             out.par_chunks_mut(rows * d)
                 .zip(m.par_chunks(rows))
                 .zip(l.par_chunks(rows))

@@ -511,6 +511,11 @@ const PERMUTED_SINKS: &[&str] = &[
     "fixed(l=5, c=5)",
     "fixed(l=128, c=8)",
     "fixed(l=100, c=1, causal)",
+    "bigbird(b=16, wb=1, gb=0, r=0, seed=0)",
+    "bigbird(b=7, wb=2, gb=1, r=0, seed=0)",
+    "bigbird(b=64, wb=1, gb=2, r=0, seed=0) & causal",
+    "bigbird(b=5, wb=0, gb=0, r=0, seed=1) | sink(s=3)",
+    "bigbird(b=20, wb=1, gb=1, r=0, seed=0) | global(g=3)",
 ];
 
 #[test]
@@ -535,6 +540,12 @@ fn permuted_runs_sink_expressions_exactly() {
         .build()
         .unwrap();
     assert!(!KernelKind::Permuted.supports(&wide));
+    // BigBird's random blocks have no part in the plan.
+    let random = PatternParams::new(PatternKind::Custom, 300)
+        .expr("bigbird(b=8, wb=1, gb=1, r=2, seed=0)")
+        .build()
+        .unwrap();
+    assert!(!KernelKind::Permuted.supports(&random));
 }
 
 /// The cells every kernel's inner loops count while running equal the ones it reports
@@ -658,7 +669,7 @@ fn permuted_plans_of_random_unions_match_reference() {
         let terms = rng.gen_range(1..4);
         let mut parts = Vec::new();
         for _ in 0..terms {
-            parts.push(match rng.gen_range(0..8) {
+            parts.push(match rng.gen_range(0..9) {
                 0 => format!("local(w={})", rng.gen_range(0..40)),
                 1 => format!("atrous(k={})", rng.gen_range(1..40)),
                 2 => format!("sink(s={})", rng.gen_range(0..40)),
@@ -676,6 +687,12 @@ fn permuted_plans_of_random_unions_match_reference() {
                     "longformer(w={}, g={})",
                     rng.gen_range(0..30),
                     rng.gen_range(0..9)
+                ),
+                7 => format!(
+                    "bigbird(b={}, wb={}, gb={}, r=0, seed=0)",
+                    rng.gen_range(1..40),
+                    rng.gen_range(0..3),
+                    rng.gen_range(0..3)
                 ),
                 _ => format!("strided(l={})", rng.gen_range(1..30)),
             });
