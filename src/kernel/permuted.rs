@@ -36,6 +36,7 @@ use ndarray::Array2;
 use rayon::prelude::*;
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -534,14 +535,20 @@ struct TokenRows<'a> {
 unsafe impl Sync for TokenRows<'_> {}
 
 impl<'a> TokenRows<'a> {
-    fn new(out: &'a mut [f32], m: &'a mut [f32], l: &'a mut [f32], d: usize, keep: bool) -> Self {
+    fn new(
+        out: &'a mut [MaybeUninit<f32>],
+        m: &'a mut [f32],
+        l: &'a mut [f32],
+        d: usize,
+        keep: bool,
+    ) -> Self {
         let n = out.len() / d;
         assert!(
             m.len() >= n && l.len() >= n,
             "running state for every token"
         );
         Self {
-            out: out.as_mut_ptr(),
+            out: out.as_mut_ptr().cast::<f32>(),
             m: m.as_mut_ptr(),
             l: l.as_mut_ptr(),
             n,
@@ -559,17 +566,24 @@ impl<'a> TokenRows<'a> {
     unsafe fn put(&self, i: usize, st: &TileState, r: usize) {
         assert!(i < self.n);
         let d = self.d;
-        // SAFETY: `i < n` rows of `d` floats; the caller owns token `i`.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.out.add(i * d), d) };
-        if self.keep {
-            dst.copy_from_slice(&st.acc[r * d..(r + 1) * d]);
-            // SAFETY: as above; `m`, `l` have at least n entries.
-            unsafe {
+        let acc = &st.acc[r * d..(r + 1) * d];
+        // SAFETY: `i < n` rows of `d` floats; the caller owns token `i`. Written through the
+        // raw pointer: the row may not have been initialised yet.
+        unsafe {
+            let dst = self.out.add(i * d);
+            if self.keep {
+                std::ptr::copy_nonoverlapping(acc.as_ptr(), dst, d);
+                // `m`, `l` have at least n entries.
                 *self.m.add(i) = st.m[r];
                 *self.l.add(i) = st.l[r];
+            } else {
+                // `acc / l`, zero for a row that saw no allowed key (as `TileState::finish_row`).
+                let l = st.l[r];
+                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+                for (c, &a) in acc.iter().enumerate() {
+                    dst.add(c).write(if l > 0.0 { a * inv } else { 0.0 });
+                }
             }
-        } else {
-            st.finish_row(r, dst);
         }
     }
 }
@@ -818,7 +832,13 @@ impl AttentionKernel for Permuted {
         let band = plan.band_pass();
         let cells = AtomicU64::new(0);
         let scratches = Scratches::new();
-        let mut out = vec![0f32; n * d];
+        // Every row of the output is written by the passes (each in its own worker, which also
+        // touches its pages first), not zero-filled up front on one thread.
+        let grouped = plan.k.is_some();
+        let mut out: Box<[MaybeUninit<f32>]> = Box::new_uninit_slice(n * d);
+        if !grouped && !band {
+            out.fill(MaybeUninit::new(0.0)); // no key allowed anywhere
+        }
         let mut m = vec![f32::NEG_INFINITY; n];
         let mut l = vec![0f32; n];
         // Group pass: leaves every token's (acc, m, l) in `out`, `m`, `l` (or its final row
@@ -858,6 +878,13 @@ impl AttentionKernel for Permuted {
                 .zip(l.par_chunks(rows))
                 .enumerate()
                 .for_each(|(t, ((o, m), l))| {
+                    if !grouped {
+                        // A fresh state: zero accumulators.
+                        o.fill(MaybeUninit::new(0.0));
+                    }
+                    // SAFETY: every float of `o` is initialised: just above, or by the group
+                    // pass, which wrote every token's row.
+                    let o = unsafe { &mut *(std::ptr::from_mut(o) as *mut [f32]) };
                     let scratch = &mut *scratches.mine();
                     let c = dispatch(BandTask {
                         src: &src,
@@ -871,6 +898,9 @@ impl AttentionKernel for Permuted {
                     cells.fetch_add(c, Ordering::Relaxed);
                 });
         }
+        // SAFETY: every float was written: by the group pass (every token), the band pass
+        // (every row) or the zero fill when neither runs.
+        let out = unsafe { out.assume_init() }.into_vec();
         let out = Array2::from_shape_vec((n, d), out).expect("n × d output");
         Ok((out, cells.into_inner()))
     }

@@ -516,6 +516,8 @@ const PERMUTED_SINKS: &[&str] = &[
     "bigbird(b=64, wb=1, gb=2, r=0, seed=0) & causal",
     "bigbird(b=5, wb=0, gb=0, r=0, seed=1) | sink(s=3)",
     "bigbird(b=20, wb=1, gb=1, r=0, seed=0) | global(g=3)",
+    // No key allowed anywhere: neither pass runs, the output is zeros.
+    "sink(s=0)",
 ];
 
 #[test]
