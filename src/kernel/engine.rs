@@ -310,16 +310,19 @@ impl TileState {
     #[inline(always)]
     pub fn finish_row(&self, r: usize, dst: &mut [f32]) {
         let d = dst.len();
-        let l = self.l[r];
-        let src = &self.acc[r * d..(r + 1) * d];
-        if l > 0.0 {
-            let inv = 1.0 / l;
-            for (o, a) in dst.iter_mut().zip(src) {
-                *o = a * inv;
-            }
-        } else {
-            dst.fill(0.0);
+        for (o, x) in dst.iter_mut().zip(self.row_result(r, d)) {
+            *o = x;
         }
+    }
+
+    /// Row `r`'s `acc / l` (`d` floats), zero if the row saw no allowed key.
+    #[inline(always)]
+    pub fn row_result(&self, r: usize, d: usize) -> impl Iterator<Item = f32> + '_ {
+        let l = self.l[r];
+        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        self.acc[r * d..(r + 1) * d]
+            .iter()
+            .map(move |&a| if l > 0.0 { a * inv } else { 0.0 })
     }
 }
 

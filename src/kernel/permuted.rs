@@ -577,11 +577,8 @@ impl<'a> TokenRows<'a> {
                 *self.m.add(i) = st.m[r];
                 *self.l.add(i) = st.l[r];
             } else {
-                // `acc / l`, zero for a row that saw no allowed key (as `TileState::finish_row`).
-                let l = st.l[r];
-                let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
-                for (c, &a) in acc.iter().enumerate() {
-                    dst.add(c).write(if l > 0.0 { a * inv } else { 0.0 });
+                for (c, x) in st.row_result(r, d).enumerate() {
+                    dst.add(c).write(x);
                 }
             }
         }
