@@ -306,6 +306,16 @@ impl TileState {
         }
     }
 
+    /// [`TileState::finish`] into rows that may not have been initialised yet.
+    #[inline(always)]
+    pub fn finish_uninit(&self, out: &mut [std::mem::MaybeUninit<f32>], d: usize) {
+        for (r, dst) in out.chunks_exact_mut(d).take(self.rows).enumerate() {
+            for (o, x) in dst.iter_mut().zip(self.row_result(r, d)) {
+                o.write(x);
+            }
+        }
+    }
+
     /// Writes row `r`'s `acc / l` into `dst` (`d` floats); zero if the row saw no allowed key.
     #[inline(always)]
     pub fn finish_row(&self, r: usize, dst: &mut [f32]) {

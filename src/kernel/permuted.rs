@@ -682,9 +682,12 @@ struct BandTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
     i0: usize,
-    out: &'s mut [f32],
-    /// Running max and sum of the task's rows after the group pass (their `acc` is in `out`);
-    /// −∞ and 0 (with `out` zero) when there was none, which is a fresh state.
+    /// The task's output rows: written once, at the end of each tile.
+    out: &'s mut [MaybeUninit<f32>],
+    /// Whether the group pass ran: then `out` holds each row's `acc` (initialised) and `m`,
+    /// `l` its running max and sum, which the tiles resume from; else a tile starts fresh and
+    /// `out` may be uninitialised.
+    resume: bool,
     m: &'s [f32],
     l: &'s [f32],
     scratch: &'s mut Scratch,
@@ -701,6 +704,7 @@ impl Work for BandTask<'_, '_> {
             plan,
             i0,
             out,
+            resume,
             m,
             l,
             scratch,
@@ -742,12 +746,18 @@ impl Work for BandTask<'_, '_> {
             let t1 = (t0 + tile).min(i1);
             let rows = t1 - t0;
             let o = &mut out[(t0 - i0) * d..(t1 - i0) * d];
-            st.resume(d, &m[t0 - i0..t1 - i0], &l[t0 - i0..t1 - i0], o);
+            if resume {
+                // SAFETY: the group pass wrote every token's row (see `resume`).
+                let acc = unsafe { &*(std::ptr::from_ref(&*o) as *const [f32]) };
+                st.resume(d, &m[t0 - i0..t1 - i0], &l[t0 - i0..t1 - i0], acc);
+            } else {
+                st.reset(rows, d);
+            }
+            let tile_extra = plan.extra_keys(t0, t1);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
             // Extra keys first (packed positions); the tile's queries are rows `t0 − i0 ..`
             // of the packed Q, lent to the extra keys' panel for the walk.
-            let tile_extra = plan.extra_keys(t0, t1);
             if tile_extra > 0 {
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
                 for (ja, lo, hi) in chunks(0, tile_extra) {
@@ -778,7 +788,7 @@ impl Work for BandTask<'_, '_> {
                     chunk::<A>(&pk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
                 }
             }
-            st.finish(o, d);
+            st.finish_uninit(o, d);
         }
         let cells = st.cells;
         scratch.kt_extra = sk.kt;
@@ -875,19 +885,13 @@ impl AttentionKernel for Permuted {
                 .zip(l.par_chunks(rows))
                 .enumerate()
                 .for_each(|(t, ((o, m), l))| {
-                    if !grouped {
-                        // A fresh state: zero accumulators.
-                        o.fill(MaybeUninit::new(0.0));
-                    }
-                    // SAFETY: every float of `o` is initialised: just above, or by the group
-                    // pass, which wrote every token's row.
-                    let o = unsafe { &mut *(std::ptr::from_mut(o) as *mut [f32]) };
                     let scratch = &mut *scratches.mine();
                     let c = dispatch(BandTask {
                         src: &src,
                         plan,
                         i0: t * rows,
                         out: o,
+                        resume: grouped,
                         m,
                         l,
                         scratch,
