@@ -46,13 +46,32 @@ fn exp2_ps(x: __m512) -> __m512 {
     _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e)))
 }
 
-/// `S = Q Kᵀ` for the 4 query rows at `q` against `NP` panels of Kᵀ at `kt`, in registers.
+/// A [`Splice`](super::layout::Splice) as the micro-kernel uses it: which panel of the call,
+/// which lanes, the lane each takes from the spliced keys' Kᵀ, and their Kᵀ and V.
+struct SpliceLanes {
+    panel: usize,
+    lanes: __mmask16,
+    from: __m512i,
+    kt: *const f32,
+    at: usize,
+    count: usize,
+    v: *const f32,
+}
+
+/// `S = Q Kᵀ` for the 4 query rows at `q` against `NP` panels of Kᵀ at `kt`, in registers
+/// (with `SPLICE`, `sp`'s lanes of its panel from its keys instead).
 ///
 /// # Safety
-/// AVX-512F and FMA must be available; `q` holds 4 · d floats, `kt` NP · d · 16.
+/// AVX-512F and FMA must be available; `q` holds 4 · d floats, `kt` NP · d · 16, and with
+/// `SPLICE` `sp.kt` d · 16.
 #[inline]
 #[target_feature(enable = "avx512f,avx512vl,fma")]
-unsafe fn qk<const NP: usize>(q: *const f32, d: usize, kt: *const f32) -> [[__m512; NP]; GROUP] {
+unsafe fn qk<const NP: usize, const SPLICE: bool>(
+    q: *const f32,
+    d: usize,
+    kt: *const f32,
+    sp: &SpliceLanes,
+) -> [[__m512; NP]; GROUP] {
     let mut s = [[_mm512_setzero_ps(); NP]; GROUP];
     for c in 0..d {
         let qb = [
@@ -62,7 +81,12 @@ unsafe fn qk<const NP: usize>(q: *const f32, d: usize, kt: *const f32) -> [[__m5
             _mm512_set1_ps(*q.add(3 * d + c)),
         ];
         for p in 0..NP {
-            let kv = _mm512_loadu_ps(kt.add((p * d + c) * PANEL));
+            let mut kv = _mm512_loadu_ps(kt.add((p * d + c) * PANEL));
+            if SPLICE && p == sp.panel {
+                // The spliced lanes take their keys' column c, moved to those lanes.
+                let other = _mm512_loadu_ps(sp.kt.add(c * PANEL));
+                kv = _mm512_mask_permutexvar_ps(kv, sp.lanes, sp.from, other);
+            }
             for r in 0..GROUP {
                 s[r][p] = _mm512_fmadd_ps(qb[r], kv, s[r][p]);
             }
@@ -90,6 +114,25 @@ pub(super) unsafe fn group<const NP: usize>(
     l: &mut [f32],
     acc: &mut [f32],
 ) {
+    match a.splice {
+        None => group_with::<NP, false>(a, m, l, acc),
+        Some(_) => group_with::<NP, true>(a, m, l, acc),
+    }
+}
+
+/// [`group`], compiled apart for calls with spliced keys (whose two extra instructions per
+/// column stay out of every other call).
+///
+/// # Safety
+/// As [`group`]; a splice's lanes lie in the call's panels and its Kᵀ, V hold its keys.
+#[inline]
+#[target_feature(enable = "avx512f,avx512vl,fma")]
+unsafe fn group_with<const NP: usize, const SPLICE: bool>(
+    a: &GroupArgs<'_, '_>,
+    m: &mut [f32],
+    l: &mut [f32],
+    acc: &mut [f32],
+) {
     let pk = a.pk;
     let d = pk.d;
     debug_assert!(m.len() == GROUP && l.len() == GROUP && acc.len() == GROUP * d);
@@ -100,7 +143,45 @@ pub(super) unsafe fn group<const NP: usize>(
     // `engine::chunk` guarantees: Q has n + GROUP rows, K is packed to whole panels, keys < n.
     let q = pk.qs.as_ptr().add(a.q_row * d);
     let kt = pk.kt.as_ptr().add((a.ja / PANEL) * d * PANEL);
-    let mut s = qk::<NP>(q, d, kt);
+    let sp = match a.splice {
+        Some(sp) if SPLICE => {
+            debug_assert!(sp.at >= a.ja && sp.at + sp.count <= a.ja + NP * PANEL);
+            debug_assert!(sp.count <= PANEL - (sp.at - a.ja) % PANEL);
+            debug_assert!(sp.kt.len() >= d * PANEL && sp.v.len() >= sp.count * d);
+            let lane0 = (sp.at - a.ja) % PANEL;
+            SpliceLanes {
+                panel: (sp.at - a.ja) / PANEL,
+                lanes: tail(sp.count) << lane0,
+                // Lane x takes spliced key x − lane0 (lanes outside the mask are kept).
+                from: _mm512_sub_epi32(
+                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                    _mm512_set1_epi32(lane0 as i32),
+                ),
+                kt: sp.kt.as_ptr(),
+                at: sp.at,
+                count: sp.count,
+                v: sp.v.as_ptr(),
+            }
+        }
+        _ => SpliceLanes {
+            panel: NP,
+            lanes: 0,
+            from: _mm512_setzero_si512(),
+            kt: std::ptr::null(),
+            at: 0,
+            count: 0,
+            v: std::ptr::null(),
+        },
+    };
+    let mut s = qk::<NP, SPLICE>(q, d, kt, &sp);
+    // V row of key j (the spliced keys' own rows for their lanes).
+    let v_row = |j: usize| -> *const f32 {
+        if SPLICE && j.wrapping_sub(sp.at) < sp.count {
+            sp.v.add((j - sp.at) * d)
+        } else {
+            pk.v.as_ptr().add(j * pk.v_stride)
+        }
+    };
     let width = NP * PANEL;
     let full = if width == 64 {
         u64::MAX
@@ -141,8 +222,6 @@ pub(super) unsafe fn group<const NP: usize>(
         l[r] = l[r] * alpha[r] + _mm512_reduce_add_ps(sum);
         m[r] = m_new;
     }
-    let v = pk.v.as_ptr();
-    let vs = pk.v_stride;
     let accp = acc.as_mut_ptr();
     let al = [
         _mm512_set1_ps(alpha[0]),
@@ -161,7 +240,7 @@ pub(super) unsafe fn group<const NP: usize>(
         }
         for j in a.lo..a.hi {
             let x = j - a.ja;
-            let vr = v.add(j * vs + c0);
+            let vr = v_row(j).add(c0);
             let vv = [
                 _mm512_loadu_ps(vr),
                 _mm512_loadu_ps(vr.add(16)),
@@ -191,7 +270,7 @@ pub(super) unsafe fn group<const NP: usize>(
         }
         for j in a.lo..a.hi {
             let x = j - a.ja;
-            let vv = _mm512_maskz_loadu_ps(k, v.add(j * vs + c0));
+            let vv = _mm512_maskz_loadu_ps(k, v_row(j).add(c0));
             for r in 0..GROUP {
                 t[r] = _mm512_fmadd_ps(_mm512_set1_ps(pbuf[r][x]), vv, t[r]);
             }

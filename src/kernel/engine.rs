@@ -17,7 +17,9 @@
 // Micro-kernels index fixed-size lanes on purpose: it is what LLVM vectorises best.
 #![allow(clippy::needless_range_loop)]
 
-pub(crate) use super::layout::{exp2, GroupArgs, Packed, CHUNK, GROUP, LOG2_E, PANEL, TILE_ROWS};
+pub(crate) use super::layout::{
+    exp2, GroupArgs, Packed, Splice, CHUNK, GROUP, LOG2_E, PANEL, TILE_ROWS,
+};
 
 /// Fused or plain multiply-add, chosen per instruction set.
 pub(crate) trait Arith: Copy {
@@ -354,6 +356,25 @@ pub(crate) fn chunk<A: Arith>(
     words: Option<&[u64]>,
     cells: Cells,
 ) {
+    chunk_spliced::<A>(pk, st, q_row0, ja, lo, hi, words, cells, &[]);
+}
+
+/// [`chunk`], with keys spliced into the panels of some groups of 4 rows: `splices[g]` for
+/// group `g` of the tile (its rows' words must allow the spliced lanes). A splice applies to
+/// the call whose panels hold its lanes.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn chunk_spliced<A: Arith>(
+    pk: &Packed<'_>,
+    st: &mut TileState,
+    q_row0: usize,
+    ja: usize,
+    lo: usize,
+    hi: usize,
+    words: Option<&[u64]>,
+    cells: Cells,
+    splices: &[Option<Splice<'_>>],
+) {
     let always_mask = cells == Cells::AlwaysMask;
     debug_assert!(ja % PANEL == 0 && ja <= lo && lo < hi && hi <= ja + CHUNK && hi <= pk.n);
     let groups = st.rows.div_ceil(GROUP);
@@ -386,6 +407,11 @@ pub(crate) fn chunk<A: Arith>(
         }
         let np = (ghi - gja).div_ceil(PANEL);
         st.cells += (GROUP * np * PANEL) as u64;
+        let splice = splices
+            .get(g)
+            .copied()
+            .flatten()
+            .filter(|sp| sp.at >= gja && sp.at < gja + np * PANEL);
         let args = GroupArgs {
             pk,
             q_row: q_row0 + g * GROUP,
@@ -394,6 +420,7 @@ pub(crate) fn chunk<A: Arith>(
             hi: ghi,
             bits,
             always_mask,
+            splice,
         };
         let m = &mut st.m[g * GROUP..(g + 1) * GROUP];
         let l = &mut st.l[g * GROUP..(g + 1) * GROUP];
@@ -457,9 +484,17 @@ fn group<A: Arith, const NP: usize>(
     for c in 0..d {
         let qc = [q0[c], q1[c], q2[c], q3[c]];
         for p in 0..NP {
-            let kv: &[f32; PANEL] = kt[(p * d + c) * PANEL..(p * d + c + 1) * PANEL]
+            let mut kv: [f32; PANEL] = kt[(p * d + c) * PANEL..(p * d + c + 1) * PANEL]
                 .try_into()
                 .expect("panel slice has PANEL floats");
+            if let Some(sp) = a.splice {
+                for (x, k) in kv.iter_mut().enumerate() {
+                    let j = a.ja + p * PANEL + x;
+                    if sp.holds(j) {
+                        *k = sp.kt[c * PANEL + j - sp.at];
+                    }
+                }
+            }
             for r in 0..GROUP {
                 for x in 0..PANEL {
                     s[r][p][x] = A::fma(qc[r], kv[x], s[r][p][x]);
@@ -565,9 +600,14 @@ fn pv_strip<A: Arith, const W: usize, const NP: usize>(
             p[2][x / PANEL][x % PANEL],
             p[3][x / PANEL][x % PANEL],
         ];
-        let vr: &[f32; W] = v[j * vs + c0..j * vs + c0 + W]
-            .try_into()
-            .expect("V strip has W floats");
+        let vr: &[f32; W] = match a.splice.filter(|sp| sp.holds(j)) {
+            Some(sp) => {
+                let at = (j - sp.at) * d + c0;
+                sp.v[at..at + W].try_into()
+            }
+            None => v[j * vs + c0..j * vs + c0 + W].try_into(),
+        }
+        .expect("V strip has W floats");
         for r in 0..GROUP {
             for y in 0..W {
                 t[r][y] = A::fma(pj[r], vr[y], t[r][y]);

@@ -140,4 +140,31 @@ pub(crate) struct GroupArgs<'p, 'a> {
     pub bits: Option<[u64; GROUP]>,
     /// Send every cell through the mask select.
     pub always_mask: bool,
+    /// Keys spliced into lanes of one of the call's panels, if any.
+    pub splice: Option<Splice<'p>>,
+}
+
+/// Keys spliced into a call's panel: lanes no row of the call's group sees (keys outside every
+/// row's band, next to it) carry a few other keys instead — sink columns — so that those need
+/// no panel, and no call, of their own. The panels themselves are not changed: the kernel
+/// takes these lanes' Kᵀ and V from here.
+#[derive(Clone, Copy)]
+pub(crate) struct Splice<'p> {
+    /// Packed position of the first spliced lane; the keys fill `count` lanes from there,
+    /// inside one panel.
+    pub at: usize,
+    /// Spliced keys, `1 ..= PANEL`.
+    pub count: usize,
+    /// Kᵀ of the spliced keys: `d` rows of [`PANEL`] floats, key `x` in lane `x`.
+    pub kt: &'p [f32],
+    /// V of the spliced keys: key `x`'s row at `x · d`.
+    pub v: &'p [f32],
+}
+
+impl Splice<'_> {
+    /// Whether packed position `j` is a spliced lane.
+    #[inline(always)]
+    pub fn holds(&self, j: usize) -> bool {
+        j >= self.at && j < self.at + self.count
+    }
 }

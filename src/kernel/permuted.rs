@@ -22,11 +22,14 @@
 //! also be fixed's same-block part (`⌊i / l⌋ = ⌊j / l⌋`), and the extra keys fixed's summary
 //! columns `j mod l ≥ l − c`, gathered into one dense panel that every query reads; or BigBird's
 //! window blocks (`|⌊i / b⌋ − ⌊j / b⌋| ≤ wb`, its global blocks being sink columns and global
-//! rows; random blocks are not planned). Block bands run in 64-row tiles.
+//! rows; random blocks are not planned). Block bands run in 64-row tiles. A few sink keys
+//! are spliced into lanes of the band's own panels that no row of a group of 4 sees (just
+//! before its first band key or after its last), so that they cost no panel and no call of
+//! their own (StreamingLLM's window + 4 sinks: 16 cells fewer per row).
 
 use super::engine::{
-    chunk, chunks, dispatch, gather_kt, gather_q, prefetch_row, range_word, Arith, Cells, Packed,
-    TileState, Work, CHUNK, GROUP, LOG2_E, PANEL, PREFETCH_ROWS, TILE_ROWS,
+    chunk, chunk_spliced, chunks, dispatch, gather_kt, gather_q, prefetch_row, range_word, Arith,
+    Cells, Packed, Splice, TileState, Work, CHUNK, GROUP, LOG2_E, PANEL, PREFETCH_ROWS, TILE_ROWS,
 };
 use super::{padded_rows, panel_keys, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
@@ -297,6 +300,38 @@ impl Plan {
         word
     }
 
+    /// Where group `g` (4 rows) of band tile `[t0, t1)` splices its sink keys into its band's
+    /// panels (see `engine::Splice`): the token index whose lane takes sink 0, or `None` when
+    /// the group walks its sink keys in a panel of their own. The lanes are those before the
+    /// group's first band key in its first panel, or after its last band key in its last panel,
+    /// when there are enough of them inside the tile's band keys (packed, with their V rows):
+    /// keys no row of the group sees. StreamingLLM's window + 4 sinks splices in 3 groups of 4.
+    fn splice_at(&self, t0: usize, t1: usize, g: usize) -> Option<usize> {
+        if !matches!(self.band, Some(Band::Window(_)))
+            || self.periodic.is_some()
+            || self.rows.is_some_and(|r| t0 < r)
+        {
+            return None;
+        }
+        let count = self.extra_keys(t0, t1);
+        let last = (g + GROUP).min(t1) - 1;
+        if count == 0 || (g..=last).all(|i| self.extra_word(i, 0, 0, count) == 0) {
+            return None; // no row of the group needs a sink key beyond its band
+        }
+        let (j0, j1) = self.band_keys(t0, t1);
+        let (b0, _) = self.row_band(g)?;
+        let (_, b1) = self.row_band(last)?;
+        let first = b0 - b0 % PANEL;
+        let end = b1.div_ceil(PANEL) * PANEL;
+        if b0 - first >= count && first >= j0 {
+            Some(first)
+        } else if end - b1 >= count && end <= j1 {
+            Some(end - count)
+        } else {
+            None
+        }
+    }
+
     /// Keys `[j0, j1)` of the band pass for query rows `[i0, i1)`.
     fn band_keys(&self, i0: usize, i1: usize) -> (usize, usize) {
         match (self.row_band(i0), self.row_band(i1 - 1)) {
@@ -373,7 +408,9 @@ impl Plan {
                 let t1 = (t0 + tile).min(self.n);
                 let x = self.extra_keys(t0, t1);
                 for g in (t0..t1).step_by(GROUP) {
-                    total += GROUP as u64 * self.extra_group_keys(g..(g + GROUP).min(t1), x);
+                    if self.splice_at(t0, t1, g).is_none() {
+                        total += GROUP as u64 * self.extra_group_keys(g..(g + GROUP).min(t1), x);
+                    }
                 }
             }
         }
@@ -756,6 +793,19 @@ impl Work for BandTask<'_, '_> {
             let tile_extra = plan.extra_keys(t0, t1);
             scratch.words.resize(rows, 0);
             let words = &mut scratch.words[..rows];
+            // Sink keys spliced into the band's panels, per group of 4 rows (packed position of
+            // sink 0's lane).
+            let mut splices = [None; TILE_ROWS / GROUP];
+            let groups = rows.div_ceil(GROUP);
+            for (x, sp) in splices[..groups].iter_mut().enumerate() {
+                *sp = plan.splice_at(t0, t1, t0 + x * GROUP).map(|at| Splice {
+                    at: at - base,
+                    count: tile_extra,
+                    kt: &sk.kt[..d * PANEL],
+                    v: &sk.v[..tile_extra * d],
+                });
+            }
+            let splices = &splices[..groups];
             // Extra keys first (packed positions); the tile's queries are rows `t0 − i0 ..`
             // of the packed Q, lent to the extra keys' panel for the walk.
             if tile_extra > 0 {
@@ -764,7 +814,10 @@ impl Work for BandTask<'_, '_> {
                     let range = range_word(ja, lo, hi);
                     let mut all = true;
                     for (x, word) in words.iter_mut().enumerate() {
-                        *word = plan.extra_word(t0 + x, ja, lo, hi);
+                        *word = match splices[x / GROUP] {
+                            Some(_) => 0, // walked with the band
+                            None => plan.extra_word(t0 + x, ja, lo, hi),
+                        };
                         all &= *word == range;
                     }
                     let mask = if all { None } else { Some(&*words) };
@@ -780,12 +833,19 @@ impl Work for BandTask<'_, '_> {
                     let mut all = true;
                     for (x, word) in words.iter_mut().enumerate() {
                         let (b0, b1) = plan.row_band(t0 + x).unwrap_or((base, base));
-                        let y = range_word(ja, b0 - base, b1 - base) & range;
+                        let mut y = range_word(ja, b0 - base, b1 - base);
+                        if let Some(sp) = splices[x / GROUP] {
+                            if (ja..ja + CHUNK).contains(&sp.at) {
+                                y |= plan.extra_word(t0 + x, 0, 0, sp.count) << (sp.at - ja);
+                            }
+                        }
+                        let y = y & range;
                         all &= y == range;
                         *word = y;
                     }
                     let mask = if all { None } else { Some(&*words) };
-                    chunk::<A>(&pk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
+                    let q_row = t0 - i0;
+                    chunk_spliced::<A>(&pk, st, q_row, ja, lo, hi, mask, Cells::Narrow, splices);
                 }
             }
             st.finish_uninit(o, d);
@@ -913,4 +973,54 @@ fn plan(p: &Pattern) -> Result<Plan, KernelError> {
         kernel: KernelKind::Permuted.name(),
         pattern: p.label(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pattern::{PatternKind, PatternParams};
+
+    fn plan_of(text: &str, n: usize) -> Plan {
+        let p = PatternParams::new(PatternKind::Custom, n)
+            .expr(text)
+            .build()
+            .unwrap();
+        Plan::of(&p).unwrap()
+    }
+
+    #[test]
+    fn sink_keys_splice_into_free_lanes_of_the_band() {
+        let p = plan_of("(local(w=64) | sink(s=4)) & causal", 1024);
+        // Tile [512, 528). Rows 512 … 515 see keys 448 … 515: 12 free lanes after them, up to
+        // 528; the three later groups start 4, 8, 12 lanes into the panel at 448.
+        assert_eq!(p.splice_at(512, 528, 512), Some(524));
+        for g in [516, 520, 524] {
+            assert_eq!(p.splice_at(512, 528, g), Some(448), "group {g}");
+        }
+        // The first rows hold the sinks in their band: nothing to splice.
+        assert_eq!(p.splice_at(0, 16, 0), None);
+        // Row 67 needs sinks 0 … 2 beyond its band.
+        assert_eq!(p.splice_at(64, 80, 64), Some(76));
+        // The last tile of a sequence ending mid-panel has no lanes after its band.
+        assert_eq!(p.splice_at(1008, 1024, 1008), Some(1020));
+        let short = plan_of("(local(w=64) | sink(s=4)) & causal", 1018);
+        assert_eq!(short.splice_at(1008, 1018, 1008), None);
+        // 13 sink keys fit no group's free lanes (12 at most).
+        let p13 = plan_of("(local(w=64) | sink(s=13)) & causal", 1024);
+        assert!((512..528)
+            .step_by(GROUP)
+            .all(|g| p13.splice_at(512, 528, g).is_none()));
+        // Global rows see every key: their tiles walk the extra keys apart.
+        let lf = plan_of("longformer(w=5, g=3)", 1024);
+        assert_eq!(lf.splice_at(0, 16, 0), None);
+        assert!(lf.splice_at(512, 528, 512).is_some());
+        // From row 16 on every group splices but the 12 of rows 16 … 63, whose band holds
+        // the sinks (row 67 needs sinks 0 … 2 beyond its band).
+        let spliced = (16..1024)
+            .step_by(BAND_ROWS)
+            .flat_map(|t0| (t0..t0 + BAND_ROWS).step_by(GROUP).map(move |g| (t0, g)))
+            .filter(|&(t0, g)| p.splice_at(t0, t0 + BAND_ROWS, g).is_some())
+            .count();
+        assert_eq!(spliced, 240, "groups of 252 from row 16 on");
+    }
 }

@@ -516,6 +516,13 @@ const PERMUTED_SINKS: &[&str] = &[
     "bigbird(b=64, wb=1, gb=2, r=0, seed=0) & causal",
     "bigbird(b=5, wb=0, gb=0, r=0, seed=1) | sink(s=3)",
     "bigbird(b=20, wb=1, gb=1, r=0, seed=0) | global(g=3)",
+    // Sink keys spliced into free lanes of the band's panels: StreamingLLM's 4 sinks (after
+    // the band in one group of 4 rows, before it in the 3 others), 13 that never fit, a
+    // two-sided window, residues beside.
+    "(local(w=64) | sink(s=4)) & causal",
+    "(local(w=64) | sink(s=13)) & causal",
+    "local(w=9) | sink(s=3)",
+    "(sparse(k=7, w=9) | sink(s=2)) & causal",
     // No key allowed anywhere: neither pass runs, the output is zeros.
     "sink(s=0)",
 ];
