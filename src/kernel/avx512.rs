@@ -174,6 +174,14 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
         },
     };
     let mut s = qk::<NP, SPLICE>(q, d, kt, &sp);
+    if pk.q_scale != 1.0 {
+        let f = _mm512_set1_ps(pk.q_scale);
+        for row in s.iter_mut() {
+            for x in row.iter_mut() {
+                *x = _mm512_mul_ps(*x, f);
+            }
+        }
+    }
     // V row of key j (the spliced keys' own rows for their lanes).
     let v_row = |j: usize| -> *const f32 {
         if SPLICE && j.wrapping_sub(sp.at) < sp.count {

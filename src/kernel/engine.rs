@@ -502,6 +502,11 @@ fn group<A: Arith, const NP: usize>(
             }
         }
     }
+    if pk.q_scale != 1.0 {
+        for x in s.iter_mut().flatten().flatten() {
+            *x *= pk.q_scale;
+        }
+    }
     // Mask, online softmax: P = 2^(S − m_new), α = 2^(m_old − m_new).
     let partial = a.lo > a.ja || a.hi < a.ja + width;
     let mut alpha = [1f32; GROUP];

@@ -50,8 +50,12 @@ pub(crate) struct Packed<'a> {
     pub n: usize,
     /// Head dimension.
     pub d: usize,
-    /// Q · scale · log2(e), `(query rows + GROUP) × d`, padding rows zero.
-    pub qs: Vec<f32>,
+    /// Q · scale · log2(e), `(query rows + GROUP) × d`, padding rows zero; or Q as it is,
+    /// read in place, when `q_scale` is not 1 (then rows past the last query row are other
+    /// queries' rows, whose results are never kept).
+    pub qs: Cow<'a, [f32]>,
+    /// Factor of the scores `qs · k` (`scale · log2(e)` for a Q read in place, else 1).
+    pub q_scale: f32,
     /// Kᵀ in panels of [`PANEL`] keys, `ceil(n / PANEL) · d · PANEL` floats.
     pub kt: Vec<f32>,
     /// V: row `j` is `v[j · v_stride ..][..d]`.
@@ -77,7 +81,8 @@ impl<'a> Packed<'a> {
         Self {
             n,
             d,
-            qs: pack_q(q, scale),
+            qs: Cow::Owned(pack_q(q, scale)),
+            q_scale: 1.0,
             kt: pack_kt(k),
             v,
             v_stride: d,

@@ -515,7 +515,8 @@ impl Scratch {
         Packed {
             n,
             d,
-            qs: std::mem::take(&mut self.q),
+            qs: Cow::Owned(std::mem::take(&mut self.q)),
+            q_scale: 1.0,
             kt: std::mem::take(&mut self.kt),
             v,
             v_stride,
@@ -524,7 +525,9 @@ impl Scratch {
 
     /// Gives the buffers of `pk` back for the next task.
     fn give(&mut self, pk: Packed<'_>) {
-        self.q = pk.qs;
+        if let Cow::Owned(q) = pk.qs {
+            self.q = q;
+        }
         self.kt = pk.kt;
         if let Cow::Owned(v) = pk.v {
             self.v = v;
@@ -750,9 +753,21 @@ impl Work for BandTask<'_, '_> {
         let i1 = i0 + out.len() / d;
         let (first, end) = plan.band_keys(i0, i1);
         let base = first - first % PANEL;
-        gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
+        // Q is read in place (its rows are contiguous here; the scale goes to the scores),
+        // unless the task's last group of 4 rows would read past the input's end.
+        let in_place = (i1 + GROUP) * d <= src.q.len();
+        if !in_place {
+            gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
+        }
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end);
         let mut pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
+        if in_place {
+            let q = std::mem::replace(&mut pk.qs, Cow::Borrowed(&src.q[i0 * d..]));
+            if let Cow::Owned(q) = q {
+                scratch.q = q;
+            }
+            pk.q_scale = src.f;
+        }
         // The extra keys, packed on their own: sinks or global rows' keys are 0 … x − 1,
         // whose V rows are read in place; periodic columns' V rows are gathered.
         let extra = plan.extra_keys(i0, i1);
@@ -771,7 +786,9 @@ impl Work for BandTask<'_, '_> {
         let mut sk = Packed {
             n: extra,
             d,
-            qs: Vec::new(),
+            qs: Cow::Borrowed(&[]),
+            // The band's Q, lent for the walk over these keys, with its scale.
+            q_scale: pk.q_scale,
             kt: std::mem::take(&mut scratch.kt_extra),
             v,
             v_stride: d,
