@@ -46,16 +46,13 @@ fn exp2_ps(x: __m512) -> __m512 {
     _mm512_mul_ps(p, _mm512_castsi512_ps(_mm512_slli_epi32::<23>(e)))
 }
 
-/// A [`Splice`](super::layout::Splice) as the micro-kernel uses it: which panel of the call,
-/// which lanes, the lane each takes from the spliced keys' Kᵀ, and their Kᵀ and V.
+/// Where a [`Splice`](super::layout::Splice)'s keys go in the QK loop: which panel of the
+/// call, which lanes, the spliced key each lane takes, and the spliced keys' Kᵀ.
 struct SpliceLanes {
     panel: usize,
     lanes: __mmask16,
     from: __m512i,
     kt: *const f32,
-    at: usize,
-    count: usize,
-    v: *const f32,
 }
 
 /// `S = Q Kᵀ` for the 4 query rows at `q` against `NP` panels of Kᵀ at `kt`, in registers
@@ -158,9 +155,6 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
                     _mm512_set1_epi32(lane0 as i32),
                 ),
                 kt: sp.kt.as_ptr(),
-                at: sp.at,
-                count: sp.count,
-                v: sp.v.as_ptr(),
             }
         }
         _ => SpliceLanes {
@@ -168,9 +162,6 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
             lanes: 0,
             from: _mm512_setzero_si512(),
             kt: std::ptr::null(),
-            at: 0,
-            count: 0,
-            v: std::ptr::null(),
         },
     };
     let mut s = qk::<NP, SPLICE>(q, d, kt, &sp);
@@ -184,10 +175,9 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
     }
     // V row of key j (the spliced keys' own rows for their lanes).
     let v_row = |j: usize| -> *const f32 {
-        if SPLICE && j.wrapping_sub(sp.at) < sp.count {
-            sp.v.add((j - sp.at) * d)
-        } else {
-            pk.v.as_ptr().add(j * pk.v_stride)
+        match a.splice {
+            Some(sp) if SPLICE && sp.holds(j) => sp.v.as_ptr().add((j - sp.at) * d),
+            _ => pk.v.as_ptr().add(j * pk.v_stride),
         }
     };
     let width = NP * PANEL;

@@ -753,20 +753,17 @@ impl Work for BandTask<'_, '_> {
         let i1 = i0 + out.len() / d;
         let (first, end) = plan.band_keys(i0, i1);
         let base = first - first % PANEL;
-        // Q is read in place (its rows are contiguous here; the scale goes to the scores),
-        // unless the task's last group of 4 rows would read past the input's end.
-        let in_place = (i1 + GROUP) * d <= src.q.len();
-        if !in_place {
-            gather_q(&mut scratch.q, src.q, d, src.f, i0..i1);
-        }
         gather_kt::<A>(&mut scratch.kt, src.k, d, base..end);
         let mut pk = scratch.take(end - base, d, Cow::Borrowed(&src.v[base * d..end * d]), d);
-        if in_place {
-            let q = std::mem::replace(&mut pk.qs, Cow::Borrowed(&src.q[i0 * d..]));
-            if let Cow::Owned(q) = q {
-                scratch.q = q;
+        // Q is read in place (its rows are contiguous here; the scale goes to the scores),
+        // unless the task's last group of 4 rows would read past the input's end.
+        if (i1 + GROUP) * d <= src.q.len() {
+            if let Cow::Owned(q) = std::mem::replace(&mut pk.qs, Cow::Borrowed(&src.q[i0 * d..])) {
+                scratch.q = q; // kept for a later task that gathers
             }
             pk.q_scale = src.f;
+        } else {
+            gather_q(pk.qs.to_mut(), src.q, d, src.f, i0..i1);
         }
         // The extra keys, packed on their own: sinks or global rows' keys are 0 … x − 1,
         // whose V rows are read in place; periodic columns' V rows are gathered.
