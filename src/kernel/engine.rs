@@ -301,6 +301,31 @@ impl TileState {
         self.acc[rows * d..].fill(0.0);
     }
 
+    /// Makes this the state of `m.len()` query rows (a multiple of [`GROUP`]) resumed from
+    /// their running max `m` and sum `l`, whose accumulator rows stay where they are (passed
+    /// to [`chunk_spliced`] and finished with [`TileState::finish_in_place`]): nothing of
+    /// the `rows × d` accumulator is copied in or out.
+    pub fn resume_in_place(&mut self, m: &[f32], l: &[f32]) {
+        debug_assert!(m.len() == l.len() && m.len() % GROUP == 0);
+        self.rows = m.len();
+        self.m.clear();
+        self.m.extend_from_slice(m);
+        self.l.clear();
+        self.l.extend_from_slice(l);
+    }
+
+    /// Turns the accumulator rows `acc` (`rows × d`, see [`TileState::resume_in_place`])
+    /// into `acc / l` in place; a row that saw no allowed key becomes zero.
+    pub fn finish_in_place(&self, acc: &mut [f32], d: usize) {
+        for (r, row) in acc.chunks_exact_mut(d).take(self.rows).enumerate() {
+            let l = self.l[r];
+            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            for x in row {
+                *x = if l > 0.0 { *x * inv } else { 0.0 };
+            }
+        }
+    }
+
     /// Writes `acc / l` into `out` (`rows × d`); a row that saw no allowed key becomes zero.
     pub fn finish(&self, out: &mut [f32], d: usize) {
         for (r, dst) in out.chunks_exact_mut(d).take(self.rows).enumerate() {
@@ -356,12 +381,14 @@ pub(crate) fn chunk<A: Arith>(
     words: Option<&[u64]>,
     cells: Cells,
 ) {
-    chunk_spliced::<A>(pk, st, q_row0, ja, lo, hi, words, cells, &[]);
+    chunk_spliced::<A>(pk, st, q_row0, ja, lo, hi, words, cells, &[], None);
 }
 
 /// [`chunk`], with keys spliced into the panels of some groups of 4 rows: `splices[g]` for
 /// group `g` of the tile (its rows' words must allow the spliced lanes). A splice applies to
-/// the call whose panels hold its lanes.
+/// the call whose panels hold its lanes. With `acc`, the tile's accumulator rows are there
+/// (padded rows × d, e.g. the output rows themselves, see [`TileState::resume_in_place`])
+/// instead of in `st.acc`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn chunk_spliced<A: Arith>(
@@ -374,6 +401,7 @@ pub(crate) fn chunk_spliced<A: Arith>(
     words: Option<&[u64]>,
     cells: Cells,
     splices: &[Option<Splice<'_>>],
+    mut acc: Option<&mut [f32]>,
 ) {
     let always_mask = cells == Cells::AlwaysMask;
     debug_assert!(ja % PANEL == 0 && ja <= lo && lo < hi && hi <= ja + CHUNK && hi <= pk.n);
@@ -424,7 +452,11 @@ pub(crate) fn chunk_spliced<A: Arith>(
         };
         let m = &mut st.m[g * GROUP..(g + 1) * GROUP];
         let l = &mut st.l[g * GROUP..(g + 1) * GROUP];
-        let acc = &mut st.acc[g * GROUP * pk.d..(g + 1) * GROUP * pk.d];
+        let rows = g * GROUP * pk.d..(g + 1) * GROUP * pk.d;
+        let acc = match acc.as_deref_mut() {
+            Some(acc) => &mut acc[rows],
+            None => &mut st.acc[rows],
+        };
         #[cfg(target_arch = "x86_64")]
         if A::AVX512 {
             // SAFETY: `A::AVX512` is only used after runtime detection of AVX-512F/VL + FMA;

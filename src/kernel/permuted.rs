@@ -797,8 +797,15 @@ impl Work for BandTask<'_, '_> {
             let t1 = (t0 + tile).min(i1);
             let rows = t1 - t0;
             let o = &mut out[(t0 - i0) * d..(t1 - i0) * d];
-            if resume {
-                // SAFETY: the group pass wrote every token's row (see `resume`).
+            // A resumed tile of whole groups of 4 rows works in place on its output rows,
+            // which hold the group pass's accumulators: nothing is copied in or out. (A last
+            // tile of other rows goes through `st`.)
+            // SAFETY (both casts): the group pass wrote every token's row (see `resume`).
+            let mut in_place = (resume && rows % GROUP == 0)
+                .then(|| unsafe { &mut *(std::ptr::from_mut(&mut *o) as *mut [f32]) });
+            if in_place.is_some() {
+                st.resume_in_place(&m[t0 - i0..t1 - i0], &l[t0 - i0..t1 - i0]);
+            } else if resume {
                 let acc = unsafe { &*(std::ptr::from_ref(&*o) as *const [f32]) };
                 st.resume(d, &m[t0 - i0..t1 - i0], &l[t0 - i0..t1 - i0], acc);
             } else {
@@ -835,7 +842,9 @@ impl Work for BandTask<'_, '_> {
                         all &= *word == range;
                     }
                     let mask = if all { None } else { Some(&*words) };
-                    chunk::<A>(&sk, st, t0 - i0, ja, lo, hi, mask, Cells::Narrow);
+                    let acc = in_place.as_deref_mut();
+                    let (q_row, cells) = (t0 - i0, Cells::Narrow);
+                    chunk_spliced::<A>(&sk, st, q_row, ja, lo, hi, mask, cells, &[], acc);
                 }
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
             }
@@ -859,10 +868,25 @@ impl Work for BandTask<'_, '_> {
                     }
                     let mask = if all { None } else { Some(&*words) };
                     let q_row = t0 - i0;
-                    chunk_spliced::<A>(&pk, st, q_row, ja, lo, hi, mask, Cells::Narrow, splices);
+                    let acc = in_place.as_deref_mut();
+                    chunk_spliced::<A>(
+                        &pk,
+                        st,
+                        q_row,
+                        ja,
+                        lo,
+                        hi,
+                        mask,
+                        Cells::Narrow,
+                        splices,
+                        acc,
+                    );
                 }
             }
-            st.finish_uninit(o, d);
+            match in_place {
+                Some(acc) => st.finish_in_place(acc, d),
+                None => st.finish_uninit(o, d),
+            }
         }
         let cells = st.cells;
         scratch.kt_extra = sk.kt;
