@@ -10,8 +10,9 @@
 //!
 //! 1. atrous pass, permuted order: query tiles of each group against the group's keys;
 //!    the running `(m, l, acc)` of every query is kept (O(n · d)).
-//! 2. local pass, original order: each query tile resumes from its rows' states, walks the
-//!    band `[i0 − w, i1 + w)` (a per-row range mask only on the band's edges), normalises.
+//! 2. local pass, original order: each query tile resumes from its rows' states (in place:
+//!    the accumulators stay in the output rows), walks the band `[i0 − w, i1 + w)` (a per-row
+//!    range mask only on the band's edges), normalises.
 //!
 //! Causal patterns keep `j ≤ i` in both passes. Handles dense (one group), local (band only),
 //! atrous (groups only), sparse, and strided (local `L − 1` ∪ atrous `L`, causal), each also
@@ -722,7 +723,8 @@ struct BandTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
     i0: usize,
-    /// The task's output rows: written once, at the end of each tile.
+    /// The task's output rows: written once, at the end of each tile (or, resumed, updated
+    /// in place by the tile's micro-kernel calls, then normalised).
     out: &'s mut [MaybeUninit<f32>],
     /// Whether the group pass ran: then `out` holds each row's `acc` (initialised) and `m`,
     /// `l` its running max and sum, which the tiles resume from; else a tile starts fresh and
