@@ -51,6 +51,10 @@ pub(crate) struct Permuted;
 /// range `[i0 − w, i1 + w)` is not much wider than one row's band `2w + 1`.
 const BAND_ROWS: usize = 16;
 
+/// Keys per block of a global row's walk: Kᵀ of 256 KB at d = 64, which stays in L2 from its
+/// packing to its reading (a multiple of CHUNK, so the walk's chunks are those of one pass).
+const EXTRA_BLOCK: usize = 1024;
+
 /// Most sink keys the plan takes (a wider `sink` is a block of global columns, better served
 /// by the block kernel; it also bounds the cost of counting the cells exactly).
 pub(crate) const MAX_SINKS: usize = 4096;
@@ -505,8 +509,10 @@ struct Scratch {
     v: Vec<f32>,
     st: TileState,
     words: Vec<u64>,
-    /// Kᵀ of the extra keys (sinks, all keys for global rows, or periodic columns).
+    /// Kᵀ of the extra keys (sinks or periodic columns).
     kt_extra: Vec<f32>,
+    /// Kᵀ of one block of a global row's keys.
+    kt_block: Vec<f32>,
 }
 
 impl Scratch {
@@ -767,9 +773,14 @@ impl Work for BandTask<'_, '_> {
         } else {
             gather_q(pk.qs.to_mut(), src.q, d, src.f, i0..i1);
         }
-        // The extra keys, packed on their own: sinks or global rows' keys are 0 … x − 1,
-        // whose V rows are read in place; periodic columns' V rows are gathered.
-        let extra = plan.extra_keys(i0, i1);
+        // The extra keys of the task's tiles without global rows, packed on their own: sinks
+        // are keys 0 … x − 1, whose V rows are read in place; periodic columns' V rows are
+        // gathered. (A global row's tile walks every key, packed block by block as it goes.)
+        let extra = match plan.rows {
+            Some(r) if r >= i1 => 0,
+            Some(r) if r > i0 => plan.extra_keys(r, i1),
+            _ => plan.extra_keys(i0, i1),
+        };
         let keys = (0..extra).map(|x| plan.extra_key(x));
         gather_kt::<A>(&mut scratch.kt_extra, src.k, d, keys.clone());
         let v = if plan.periodic.is_some() {
@@ -833,20 +844,47 @@ impl Work for BandTask<'_, '_> {
             // of the packed Q, lent to the extra keys' panel for the walk.
             if tile_extra > 0 {
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
-                for (ja, lo, hi) in chunks(0, tile_extra) {
-                    let range = range_word(ja, lo, hi);
-                    let mut all = true;
-                    for (x, word) in words.iter_mut().enumerate() {
-                        *word = match splices[x / GROUP] {
-                            Some(_) => 0, // walked with the band
-                            None => plan.extra_word(t0 + x, ja, lo, hi),
-                        };
-                        all &= *word == range;
+                // Keys `[b0, b1)` at a time: all of them when packed up front; for a global
+                // row's tile, blocks of EXTRA_BLOCK keys (non-periodic: packed position = key),
+                // each packed just before it is walked, so that its Kᵀ is read from L2, not
+                // from the 2 MB of a whole packed K (n = 8192) in L3.
+                let whole = tile_extra <= sk.n;
+                let step = if whole { tile_extra } else { EXTRA_BLOCK };
+                for b0 in (0..tile_extra).step_by(step) {
+                    let b1 = (b0 + step).min(tile_extra);
+                    let block = if whole {
+                        None
+                    } else {
+                        gather_kt::<A>(&mut scratch.kt_block, src.k, d, b0..b1);
+                        Some(Packed {
+                            n: b1 - b0,
+                            d,
+                            qs: Cow::Borrowed(&sk.qs),
+                            q_scale: sk.q_scale,
+                            kt: std::mem::take(&mut scratch.kt_block),
+                            v: Cow::Borrowed(&src.v[b0 * d..b1 * d]),
+                            v_stride: d,
+                        })
+                    };
+                    let keys = block.as_ref().unwrap_or(&sk);
+                    for (ja, lo, hi) in chunks(0, b1 - b0) {
+                        let range = range_word(ja, lo, hi);
+                        let mut all = true;
+                        for (x, word) in words.iter_mut().enumerate() {
+                            *word = match splices[x / GROUP] {
+                                Some(_) => 0, // walked with the band
+                                None => plan.extra_word(t0 + x, b0 + ja, b0 + lo, b0 + hi),
+                            };
+                            all &= *word == range;
+                        }
+                        let mask = if all { None } else { Some(&*words) };
+                        let acc = in_place.as_deref_mut();
+                        let (q_row, cells) = (t0 - i0, Cells::Narrow);
+                        chunk_spliced::<A>(keys, st, q_row, ja, lo, hi, mask, cells, &[], acc);
                     }
-                    let mask = if all { None } else { Some(&*words) };
-                    let acc = in_place.as_deref_mut();
-                    let (q_row, cells) = (t0 - i0, Cells::Narrow);
-                    chunk_spliced::<A>(&sk, st, q_row, ja, lo, hi, mask, cells, &[], acc);
+                    if let Some(block) = block {
+                        scratch.kt_block = block.kt;
+                    }
                 }
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
             }

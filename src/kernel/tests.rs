@@ -557,6 +557,42 @@ fn permuted_runs_sink_expressions_exactly() {
     assert!(!KernelKind::Permuted.supports(&random));
 }
 
+#[test]
+fn permuted_global_rows_walk_their_keys_in_blocks() {
+    // Global rows walk every key in blocks of 1024 packed as they go: 3 blocks here, the last
+    // partial, in a task that also has tiles without global rows (sinks packed up front).
+    let n = 2500;
+    for (x, text) in [
+        "longformer(w=6, g=21)",
+        "local(w=3) | global(g=40) | sink(s=50)",
+        "(local(w=3) | global(g=5)) & causal",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let p = PatternParams::new(PatternKind::Custom, n)
+            .expr(text)
+            .build()
+            .unwrap();
+        let qkv = generate(
+            InputKind::Random {
+                seed: x as u64 + 11,
+            },
+            n,
+            16,
+        );
+        let (got, counted) = permuted::Permuted.forward_counted(&p, &qkv, 0.25).unwrap();
+        let want = reference(&p, &qkv, Some(0.25));
+        let err = max_rel_err(&got, &want);
+        assert!(err < 1e-4, "{text}: rel err {err}");
+        assert_eq!(
+            counted,
+            permuted::Permuted.computed_cells(&p).unwrap(),
+            "{text}"
+        );
+    }
+}
+
 /// The cells every kernel's inner loops count while running equal the ones it reports
 /// (`computed_cells`), on every pattern family, expressions and sizes that are not multiples
 /// of a panel, a group or a tile; for permuted also the contract's executed cells.
