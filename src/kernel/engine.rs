@@ -318,10 +318,9 @@ impl TileState {
     /// into `acc / l` in place; a row that saw no allowed key becomes zero.
     pub fn finish_in_place(&self, acc: &mut [f32], d: usize) {
         for (r, row) in acc.chunks_exact_mut(d).take(self.rows).enumerate() {
-            let l = self.l[r];
-            let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+            let normalise = normaliser(self.l[r]);
             for x in row {
-                *x = if l > 0.0 { *x * inv } else { 0.0 };
+                *x = normalise(*x);
             }
         }
     }
@@ -355,12 +354,18 @@ impl TileState {
     /// Row `r`'s `acc / l` (`d` floats), zero if the row saw no allowed key.
     #[inline(always)]
     pub fn row_result(&self, r: usize, d: usize) -> impl Iterator<Item = f32> + '_ {
-        let l = self.l[r];
-        let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+        let normalise = normaliser(self.l[r]);
         self.acc[r * d..(r + 1) * d]
             .iter()
-            .map(move |&a| if l > 0.0 { a * inv } else { 0.0 })
+            .map(move |&a| normalise(a))
     }
+}
+
+/// `a ↦ a / l` for a row whose softmax sum is `l`, or `a ↦ 0` when the row saw no allowed key.
+#[inline(always)]
+fn normaliser(l: f32) -> impl Fn(f32) -> f32 + Copy {
+    let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
+    move |a| if l > 0.0 { a * inv } else { 0.0 }
 }
 
 /// One key chunk seen by a whole query tile: keys `[lo, hi)` inside the panel-aligned window
