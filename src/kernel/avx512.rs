@@ -10,7 +10,7 @@
 // Register tiles are indexed by constant lanes on purpose.
 #![allow(clippy::needless_range_loop)]
 
-use super::layout::{exp2, GroupArgs, GROUP, PANEL};
+use super::layout::{exp2, GroupArgs, GROUP, PANEL, WIDE};
 use std::arch::x86_64::*;
 
 /// `2^x` per lane for `x ≤ 0`; exactly 0 for `x ≤ −127` (including −∞).
@@ -180,21 +180,16 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
             _ => pk.v.as_ptr().add(j * pk.v_stride),
         }
     };
-    let width = NP * PANEL;
-    let full = if width == 64 {
-        u64::MAX
-    } else {
-        (1u64 << width) - 1
-    };
+    let full = (1u128 << (NP * PANEL)) - 1;
     let range = {
         let (lo, hi) = (a.lo - a.ja, a.hi - a.ja);
-        (u64::MAX >> (64 - (hi - lo))) << lo
+        (u128::MAX >> (128 - (hi - lo))) << lo
     };
     let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut alpha = [1f32; GROUP];
-    let mut pbuf = [[0f32; 64]; GROUP];
+    let mut pbuf = [[0f32; WIDE * PANEL]; GROUP];
     for r in 0..GROUP {
-        let word = a.bits.map_or(u64::MAX, |b| b[r]) & full & range;
+        let word = a.bits.map_or(u128::MAX, |b| b[r]) & full & range;
         if a.always_mask || word != full {
             for p in 0..NP {
                 let k = (word >> (p * PANEL)) as __mmask16;

@@ -18,7 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub(crate) use super::layout::{
-    exp2, GroupArgs, Packed, Splice, CHUNK, GROUP, LOG2_E, PANEL, TILE_ROWS,
+    exp2, GroupArgs, Packed, Splice, CHUNK, GROUP, LOG2_E, PANEL, TILE_ROWS, WIDE,
 };
 
 /// Fused or plain multiply-add, chosen per instruction set.
@@ -438,8 +438,8 @@ pub(crate) fn chunk_spliced<A: Arith>(
             );
             bits = Some(b.map(|w| w >> shift));
         }
+        let bits = bits.map(|b| b.map(u128::from));
         let np = (ghi - gja).div_ceil(PANEL);
-        st.cells += (GROUP * np * PANEL) as u64;
         let splice = splices
             .get(g)
             .copied()
@@ -455,33 +455,135 @@ pub(crate) fn chunk_spliced<A: Arith>(
             always_mask,
             splice,
         };
-        let m = &mut st.m[g * GROUP..(g + 1) * GROUP];
-        let l = &mut st.l[g * GROUP..(g + 1) * GROUP];
-        let rows = g * GROUP * pk.d..(g + 1) * GROUP * pk.d;
-        let acc = match acc.as_deref_mut() {
-            Some(acc) => &mut acc[rows],
-            None => &mut st.acc[rows],
-        };
-        #[cfg(target_arch = "x86_64")]
-        if A::AVX512 {
-            // SAFETY: `A::AVX512` is only used after runtime detection of AVX-512F/VL + FMA;
-            // the arguments satisfy the bounds `avx512::group` documents.
-            unsafe {
-                match np {
-                    1 => super::avx512::group::<1>(&args, m, l, acc),
-                    2 => super::avx512::group::<2>(&args, m, l, acc),
-                    3 => super::avx512::group::<3>(&args, m, l, acc),
-                    _ => super::avx512::group::<4>(&args, m, l, acc),
+        call::<A>(&args, np, st, g, acc.as_deref_mut());
+    }
+}
+
+/// A band seen by a whole query tile, group by group: tile row `r` sees the keys
+/// `keys[r] = [lo, hi)` (packed positions; none when `lo ≥ hi`) and, with a splice for its
+/// group, the spliced keys set in `spliced[r]` (bit `x`: the key in lane `sp.at + x`). Each
+/// group of 4 rows computes the panels from the one of the first key its rows see to their
+/// last key ([`Cells::Narrow`] over the whole band rather than chunk by chunk), in calls of 4
+/// panels, or of [`WIDE`] when exactly that many are left: a causal window of 64 keys (68 for
+/// 4 rows, 5 panels) then takes one call per group instead of two. The rows' keys should
+/// form one interval, or the panels between its pieces are computed too. `q_row0`,
+/// `splices` and `acc` as in [`chunk_spliced`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn span<A: Arith>(
+    pk: &Packed<'_>,
+    st: &mut TileState,
+    q_row0: usize,
+    keys: &[(usize, usize)],
+    spliced: &[u64],
+    splices: &[Option<Splice<'_>>],
+    mut acc: Option<&mut [f32]>,
+) {
+    let rows = st.rows;
+    debug_assert!(keys.len() >= rows && spliced.len() >= rows);
+    for g in 0..rows.div_ceil(GROUP) {
+        let group = g * GROUP..((g + 1) * GROUP).min(rows);
+        let splice = splices.get(g).copied().flatten();
+        // The group's first key and one past its last.
+        let (mut first, mut end) = (usize::MAX, 0);
+        for r in group.clone() {
+            let (lo, hi) = keys[r];
+            if lo < hi {
+                (first, end) = (first.min(lo), end.max(hi));
+            }
+            if let (Some(sp), w) = (splice, spliced[r]) {
+                if w != 0 {
+                    first = first.min(sp.at + w.trailing_zeros() as usize);
+                    end = end.max(sp.at + 64 - w.leading_zeros() as usize);
                 }
             }
-            continue;
         }
-        match np {
-            1 => group::<A, 1>(&args, m, l, acc),
-            2 => group::<A, 2>(&args, m, l, acc),
-            3 => group::<A, 3>(&args, m, l, acc),
-            _ => group::<A, 4>(&args, m, l, acc),
+        if first >= end {
+            continue; // no key for these rows: (m, l, acc) unchanged
         }
+        debug_assert!(end <= pk.n);
+        let last_panel = (end - 1) / PANEL;
+        let mut p = first / PANEL;
+        while p <= last_panel {
+            let left = last_panel + 1 - p;
+            let np = if left == WIDE {
+                WIDE
+            } else {
+                left.min(CHUNK / PANEL)
+            };
+            let (gja, gend) = (p * PANEL, (p + np) * PANEL);
+            let splice = splice.filter(|sp| sp.at >= gja && sp.at < gend);
+            let bits = std::array::from_fn(|x| {
+                let Some(&(lo, hi)) = keys.get(g * GROUP + x).filter(|_| x < group.len()) else {
+                    return 0;
+                };
+                let (lo, hi) = (lo.max(gja), hi.min(gend));
+                let mut w = if lo < hi {
+                    (u128::MAX >> (128 - (hi - lo))) << (lo - gja)
+                } else {
+                    0
+                };
+                if let Some(sp) = splice {
+                    w |= u128::from(spliced[g * GROUP + x]) << (sp.at - gja);
+                }
+                w
+            });
+            let args = GroupArgs {
+                pk,
+                q_row: q_row0 + g * GROUP,
+                ja: gja,
+                lo: gja.max(first),
+                hi: gend.min(end),
+                bits: Some(bits),
+                always_mask: false,
+                splice,
+            };
+            call::<A>(&args, np, st, g, acc.as_deref_mut());
+            p += np;
+        }
+    }
+}
+
+/// One micro-kernel call of `np ≤ WIDE` panels for group `g` of the tile: its rows' `m`, `l`
+/// in `st`, their accumulators in `acc` if given (the tile's rows, see [`chunk_spliced`]), else
+/// in `st.acc`; its cells counted in `st.cells`.
+#[inline(always)]
+fn call<A: Arith>(
+    args: &GroupArgs<'_, '_>,
+    np: usize,
+    st: &mut TileState,
+    g: usize,
+    acc: Option<&mut [f32]>,
+) {
+    st.cells += (GROUP * np * PANEL) as u64;
+    let m = &mut st.m[g * GROUP..(g + 1) * GROUP];
+    let l = &mut st.l[g * GROUP..(g + 1) * GROUP];
+    let rows = g * GROUP * args.pk.d..(g + 1) * GROUP * args.pk.d;
+    let acc = match acc {
+        Some(acc) => &mut acc[rows],
+        None => &mut st.acc[rows],
+    };
+    #[cfg(target_arch = "x86_64")]
+    if A::AVX512 {
+        // SAFETY: `A::AVX512` is only used after runtime detection of AVX-512F/VL + FMA;
+        // the arguments satisfy the bounds `avx512::group` documents.
+        unsafe {
+            match np {
+                1 => super::avx512::group::<1>(args, m, l, acc),
+                2 => super::avx512::group::<2>(args, m, l, acc),
+                3 => super::avx512::group::<3>(args, m, l, acc),
+                4 => super::avx512::group::<4>(args, m, l, acc),
+                _ => super::avx512::group::<WIDE>(args, m, l, acc),
+            }
+        }
+        return;
+    }
+    match np {
+        1 => group::<A, 1>(args, m, l, acc),
+        2 => group::<A, 2>(args, m, l, acc),
+        3 => group::<A, 3>(args, m, l, acc),
+        4 => group::<A, 4>(args, m, l, acc),
+        _ => group::<A, WIDE>(args, m, l, acc),
     }
 }
 
@@ -549,16 +651,12 @@ fn group<A: Arith, const NP: usize>(
     let mut alpha = [1f32; GROUP];
     for r in 0..GROUP {
         let row = &mut s[r];
-        let full = if width == 64 {
-            u64::MAX
-        } else {
-            (1u64 << width) - 1
-        };
-        let mut word = a.bits.map_or(u64::MAX, |b| b[r]) & full;
+        let full = (1u128 << width) - 1;
+        let mut word = a.bits.map_or(u128::MAX, |b| b[r]) & full;
         if partial {
             let lo = a.lo - a.ja;
             let hi = a.hi - a.ja;
-            let range = (u64::MAX >> (64 - (hi - lo))) << lo;
+            let range = (u128::MAX >> (128 - (hi - lo))) << lo;
             word &= range;
         }
         if a.always_mask || word != full {

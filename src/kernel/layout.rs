@@ -13,6 +13,9 @@ use std::borrow::Cow;
 pub(crate) const PANEL: usize = 16;
 /// Keys per chunk handled by one micro-kernel call (4 panels).
 pub(crate) const CHUNK: usize = 64;
+/// Most panels of one micro-kernel call: a chunk's 4, or 5 where that saves a call (see
+/// `engine::span`: a causal window of 64 keys needs 68 keys for 4 rows, i.e. 5 panels).
+pub(crate) const WIDE: usize = 5;
 /// Query rows per micro-kernel call.
 pub(crate) const GROUP: usize = 4;
 /// Query rows per parallel task (a query tile).
@@ -141,8 +144,8 @@ pub(crate) struct GroupArgs<'p, 'a> {
     pub lo: usize,
     /// One past the last key of the chunk.
     pub hi: usize,
-    /// Per-row allowed-key words (bit x = key ja + x), if masked.
-    pub bits: Option<[u64; GROUP]>,
+    /// Per-row allowed-key words (bit x = key ja + x, up to [`WIDE`] panels), if masked.
+    pub bits: Option<[u128; GROUP]>,
     /// Send every cell through the mask select.
     pub always_mask: bool,
     /// Keys spliced into lanes of one of the call's panels, if any.

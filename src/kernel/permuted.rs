@@ -29,8 +29,9 @@
 //! their own (StreamingLLM's window + 4 sinks: 16 cells fewer per row).
 
 use super::engine::{
-    chunk, chunk_spliced, chunks, dispatch, gather_kt, gather_q, prefetch_row, range_word, Arith,
-    Cells, Packed, Splice, TileState, Work, CHUNK, GROUP, LOG2_E, PANEL, PREFETCH_ROWS, TILE_ROWS,
+    chunk, chunk_spliced, chunks, dispatch, gather_kt, gather_q, prefetch_row, range_word, span,
+    Arith, Cells, Packed, Splice, TileState, Work, CHUNK, GROUP, LOG2_E, PANEL, PREFETCH_ROWS,
+    TILE_ROWS,
 };
 use super::{padded_rows, panel_keys, AttentionKernel, KernelError, KernelKind};
 use crate::inputs::Qkv;
@@ -888,40 +889,20 @@ impl Work for BandTask<'_, '_> {
                 }
                 std::mem::swap(&mut pk.qs, &mut sk.qs);
             }
-            // The band, keys relative to `base`.
-            let (j0, j1) = plan.band_keys(t0, t1);
+            // The band, keys relative to `base`: each row's interval and spliced sink keys,
+            // which each group of 4 rows walks in as few calls as `engine::span` can.
             if plan.band.is_some() {
-                for (ja, lo, hi) in chunks(j0 - base, j1 - base) {
-                    let range = range_word(ja, lo, hi);
-                    let mut all = true;
-                    for (x, word) in words.iter_mut().enumerate() {
-                        let (b0, b1) = plan.row_band(t0 + x).unwrap_or((base, base));
-                        let mut y = range_word(ja, b0 - base, b1 - base);
-                        if let Some(sp) = splices[x / GROUP] {
-                            if (ja..ja + CHUNK).contains(&sp.at) {
-                                y |= plan.extra_word(t0 + x, 0, 0, sp.count) << (sp.at - ja);
-                            }
-                        }
-                        let y = y & range;
-                        all &= y == range;
-                        *word = y;
+                let mut keys = [(0, 0); TILE_ROWS];
+                let mut spliced = [0u64; TILE_ROWS];
+                for x in 0..rows {
+                    let (b0, b1) = plan.row_band(t0 + x).unwrap_or((base, base));
+                    keys[x] = (b0 - base, b1 - base);
+                    if let Some(sp) = splices[x / GROUP] {
+                        spliced[x] = plan.extra_word(t0 + x, 0, 0, sp.count);
                     }
-                    let mask = if all { None } else { Some(&*words) };
-                    let q_row = t0 - i0;
-                    let acc = in_place.as_deref_mut();
-                    chunk_spliced::<A>(
-                        &pk,
-                        st,
-                        q_row,
-                        ja,
-                        lo,
-                        hi,
-                        mask,
-                        Cells::Narrow,
-                        splices,
-                        acc,
-                    );
                 }
+                let acc = in_place.as_deref_mut();
+                span::<A>(&pk, st, t0 - i0, &keys, &spliced, splices, acc);
             }
             match in_place {
                 Some(acc) => st.finish_in_place(acc, d),
