@@ -480,13 +480,16 @@ pub(crate) fn span<A: Arith>(
     mut acc: Option<&mut [f32]>,
 ) {
     let rows = st.rows;
-    debug_assert!(keys.len() >= rows && spliced.len() >= rows);
-    for g in 0..rows.div_ceil(GROUP) {
-        let group = g * GROUP..((g + 1) * GROUP).min(rows);
+    let groups = rows.div_ceil(GROUP);
+    debug_assert!(rows <= TILE_ROWS && keys.len() >= rows && spliced.len() >= rows);
+    // Each group's first key and one past its last, and the next panel it walks (none when
+    // it has no key or has walked them all).
+    let mut bounds = [(0, 0); TILE_ROWS / GROUP];
+    let mut next = [None; TILE_ROWS / GROUP];
+    for g in 0..groups {
         let splice = splices.get(g).copied().flatten();
-        // The group's first key and one past its last.
         let (mut first, mut end) = (usize::MAX, 0);
-        for r in group.clone() {
+        for r in g * GROUP..((g + 1) * GROUP).min(rows) {
             let (lo, hi) = keys[r];
             if lo < hi {
                 (first, end) = (first.min(lo), end.max(hi));
@@ -498,33 +501,47 @@ pub(crate) fn span<A: Arith>(
                 }
             }
         }
-        if first >= end {
-            continue; // no key for these rows: (m, l, acc) unchanged
+        if first < end {
+            debug_assert!(end <= pk.n);
+            bounds[g] = (first, end);
+            next[g] = Some(first / PANEL);
         }
-        debug_assert!(end <= pk.n);
-        let last_panel = (end - 1) / PANEL;
-        let mut p = first / PANEL;
-        while p <= last_panel {
-            let left = last_panel + 1 - p;
+    }
+    // Call by call, every group's first call, then every group's second, …: a block band's
+    // groups share their keys, whose panels are then reused while in cache (as chunk by chunk).
+    let mut more = true;
+    while more {
+        more = false;
+        for g in 0..groups {
+            let Some(p) = next[g] else { continue };
+            let (first, end) = bounds[g];
+            let left = (end - 1) / PANEL + 1 - p;
             let np = if left == WIDE {
                 WIDE
             } else {
                 left.min(CHUNK / PANEL)
             };
+            next[g] = (np < left).then_some(p + np);
+            more |= next[g].is_some();
             let (gja, gend) = (p * PANEL, (p + np) * PANEL);
-            let splice = splice.filter(|sp| sp.at >= gja && sp.at < gend);
+            let splice = splices
+                .get(g)
+                .copied()
+                .flatten()
+                .filter(|sp| sp.at >= gja && sp.at < gend);
             let bits = std::array::from_fn(|x| {
-                let Some(&(lo, hi)) = keys.get(g * GROUP + x).filter(|_| x < group.len()) else {
+                let r = g * GROUP + x;
+                if r >= rows {
                     return 0;
-                };
-                let (lo, hi) = (lo.max(gja), hi.min(gend));
+                }
+                let (lo, hi) = (keys[r].0.max(gja), keys[r].1.min(gend));
                 let mut w = if lo < hi {
                     (u128::MAX >> (128 - (hi - lo))) << (lo - gja)
                 } else {
                     0
                 };
                 if let Some(sp) = splice {
-                    w |= u128::from(spliced[g * GROUP + x]) << (sp.at - gja);
+                    w |= u128::from(spliced[r]) << (sp.at - gja);
                 }
                 w
             });
@@ -539,7 +556,6 @@ pub(crate) fn span<A: Arith>(
                 splice,
             };
             call::<A>(&args, np, st, g, acc.as_deref_mut());
-            p += np;
         }
     }
 }
