@@ -686,29 +686,41 @@ impl Work for GroupTask<'_, '_> {
             let t1 = (t0 + TILE_ROWS).min(m1);
             let rows = t1 - t0;
             st.reset(rows, d);
-            scratch.words.resize(rows, 0);
-            let words = &mut scratch.words[..rows];
-            // Group-relative keys; this tile's queries are rows `t0 − m0 ..` of `pk.qs`.
-            for (ja, lo, hi) in chunks(0, plan.group_keys(size, t1)) {
-                let range = range_word(ja, lo, hi);
-                let mut all = true;
-                for (x, w) in words.iter_mut().enumerate() {
+            if causal {
+                // Causal rows see a triangle, one interval of group-relative keys each
+                // (`[0, m + 1)`, or `[0, m − e)` beside a band): each group of 4 rows walks
+                // only its keys' panels, in as few calls as `engine::span` can.
+                let mut keys = [(0, 0); TILE_ROWS];
+                for (x, k) in keys[..rows].iter_mut().enumerate() {
                     let m = t0 + x;
-                    // Allowed group-relative keys: [0, a) ∪ [c, end).
-                    let (a, c, end) = match (e, causal) {
-                        (None, false) => (size, size, size),
-                        (None, true) => (m + 1, m + 1, m + 1),
-                        (Some(e), false) => (m.saturating_sub(e), m + e + 1, size),
-                        (Some(e), true) => (m.saturating_sub(e), m + 1, m + 1),
-                    };
-                    let word = (range_word(ja, 0, a) | range_word(ja, c, end)) & range;
-                    all &= word == range;
-                    *w = word;
+                    *k = (0, e.map_or(m + 1, |e| m.saturating_sub(e)));
                 }
-                let mask = if all { None } else { Some(&*words) };
-                // Causal rows see a triangle: each group of 4 computes only its keys' panels.
-                let cells = if causal { Cells::Narrow } else { Cells::Chunk };
-                chunk::<A>(&pk, st, t0 - m0, ja, lo, hi, mask, cells);
+                let none = [0u64; TILE_ROWS];
+                span::<A>(&pk, st, t0 - m0, &keys[..rows], &none, &[], None);
+            } else {
+                scratch.words.resize(rows, 0);
+                let words = &mut scratch.words[..rows];
+                // Group-relative keys; this tile's queries are rows `t0 − m0 ..` of `pk.qs`.
+                for (ja, lo, hi) in chunks(0, size) {
+                    let range = range_word(ja, lo, hi);
+                    let mut all = true;
+                    for (x, w) in words.iter_mut().enumerate() {
+                        let m = t0 + x;
+                        // Allowed group-relative keys: all, or [0, m − e) ∪ [m + e + 1, size)
+                        // beside a band.
+                        let word = match e {
+                            None => range,
+                            Some(e) => {
+                                range_word(ja, 0, m.saturating_sub(e))
+                                    | range_word(ja, m + e + 1, size)
+                            }
+                        } & range;
+                        all &= word == range;
+                        *w = word;
+                    }
+                    let mask = if all { None } else { Some(&*words) };
+                    chunk::<A>(&pk, st, t0 - m0, ja, lo, hi, mask, Cells::Chunk);
+                }
             }
             for x in 0..rows {
                 // SAFETY: token r + k · (t0 + x) belongs to this task only (see `TokenRows`).
