@@ -2,7 +2,8 @@
 //! vectorise the portable versions: it unrolls the 64-wide strips into scalar FMAs).
 //!
 //! Same math and layout as the portable code in `engine.rs` / `csr.rs`: 4 query rows × up to
-//! 4 panels of 16 keys = 16 `zmm` score accumulators; masking with one blend per panel from the
+//! 4 panels of 16 keys = 16 `zmm` score accumulators (5 panels, 20, for `engine::span`'s wide
+//! calls); masking with one blend per panel from the
 //! chunk's bit word; `exp2` as a degree-6 polynomial with the exponent built in the integer
 //! lanes; `P V` in column strips of 64 (16 `zmm` accumulators), then 16, then a masked tail.
 //! Only reached after runtime detection of AVX-512F (see `engine::dispatch`).

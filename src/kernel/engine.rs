@@ -12,7 +12,8 @@
 //! `Kᵀ` per `c` and panel, broadcast `q`), masks cells with −∞, updates the running max `m`
 //! and sum `l` of each row (FlashAttention's online softmax), then accumulates
 //! `acc[r][:] = α_r · acc[r][:] + Σ_j P[r][j] · V[j][:]` in 64-wide column strips held in
-//! registers. Memory per query tile is O(tile · d): no `n × n` matrix ever exists.
+//! registers. Memory per query tile is O(tile · d): no `n × n` matrix ever exists. A band
+//! walked by [`span`] may also take [`WIDE`] = 5 panels (80 keys, 20 accumulators) in one call.
 
 // Micro-kernels index fixed-size lanes on purpose: it is what LLVM vectorises best.
 #![allow(clippy::needless_range_loop)]
