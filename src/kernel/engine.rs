@@ -613,7 +613,8 @@ pub(crate) enum Cells {
     /// framework does with a boolean mask).
     AlwaysMask,
     /// Per group of 4 rows, the keys from the panel of the first key the rows allow to the last
-    /// one; none when they allow none. For band tiles, whose edge groups see a narrower band.
+    /// one; none when they allow none. For the extra keys of band tiles, which only some rows
+    /// see (a band itself is walked by [`span`], narrowed the same way over all its chunks).
     Narrow,
 }
 

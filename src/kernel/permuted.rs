@@ -396,8 +396,9 @@ impl Plan {
                 total += padded_rows(m1 - m0) * panel_keys(0, self.group_keys(size, m1));
             }
         }
-        // Band pass: band tiles are narrowed per group of 4 rows (`Cells::Narrow`) to the
-        // panels of the rows' union of keys, one interval. Tiles start at multiples of
+        // Band pass: each group of 4 rows of a band tile walks the panels of its rows' union
+        // of keys, one interval (`engine::span`; how it splits them into calls does not
+        // change the count). Tiles start at multiples of
         // the tile rows and a task's keys at a multiple of PANEL, so panels are aligned at
         // multiples of 16 of the token index.
         if self.band.is_some() {
