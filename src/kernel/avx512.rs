@@ -104,7 +104,10 @@ fn tail(len: usize) -> __mmask16 {
 /// # Safety
 /// AVX-512F must be available; `a` must describe valid rows and panels of `a.pk` (as built by
 /// `engine::chunk`), and `m`, `l` hold 4 rows, `acc` 4 · d floats.
-#[inline]
+// Never inlined: inlined into the engine's walks, its code moved with every edit of theirs or
+// its own, and their timings by up to 4–6 % either way (measured on the causal sparse
+// pattern); a call costs a few ns of a call's ~300.
+#[inline(never)]
 #[target_feature(enable = "avx512f,avx512vl,fma")]
 pub(super) unsafe fn group<const NP: usize>(
     a: &GroupArgs<'_, '_>,
@@ -114,8 +117,24 @@ pub(super) unsafe fn group<const NP: usize>(
 ) {
     match a.splice {
         None => group_with::<NP, false>(a, m, l, acc),
-        Some(_) => group_with::<NP, true>(a, m, l, acc),
+        Some(_) => group_spliced::<NP>(a, m, l, acc),
     }
+}
+
+/// [`group_with`] for calls with spliced keys, kept out of line: the plain calls' code stays
+/// as compact as without splices.
+///
+/// # Safety
+/// As [`group_with`].
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx512vl,fma")]
+unsafe fn group_spliced<const NP: usize>(
+    a: &GroupArgs<'_, '_>,
+    m: &mut [f32],
+    l: &mut [f32],
+    acc: &mut [f32],
+) {
+    group_with::<NP, true>(a, m, l, acc)
 }
 
 /// [`group`], compiled apart for calls with spliced keys (whose two extra instructions per
@@ -174,13 +193,42 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
             }
         }
     }
-    // V row of key j (the spliced keys' own rows for their lanes).
-    let v_row = |j: usize| -> *const f32 {
-        match a.splice {
-            Some(sp) if SPLICE && sp.holds(j) => sp.v.as_ptr().add((j - sp.at) * d),
-            _ => pk.v.as_ptr().add(j * pk.v_stride),
-        }
-    };
+    // With a splice, the keys `[lo, hi)` as runs of V rows `(j0, j1, row of j0, stride)`: the
+    // packed V, and the spliced keys' own rows for their lanes (a run of their own, so that
+    // P V has no per-key test; an empty run is skipped by its loop).
+    let mut runs = [(0, 0, std::ptr::null::<f32>(), 0); 3];
+    if let (Some(sp), true) = (a.splice, SPLICE) {
+        let v_at = |j: usize| pk.v.as_ptr().add(j * pk.v_stride);
+        let (s0, s1) = (
+            sp.at.clamp(a.lo, a.hi),
+            (sp.at + sp.count).clamp(a.lo, a.hi),
+        );
+        runs = [
+            (a.lo, s0, v_at(a.lo), pk.v_stride),
+            (s0, s1, sp.v.as_ptr().add((s0 - sp.at) * d), d),
+            (s1, a.hi, v_at(s1), pk.v_stride),
+        ];
+    }
+    // Runs `$body` for every key of the call with `$vr`, its V row, and `$x`, its lane.
+    macro_rules! each_key {
+        (|$vr:ident, $x:ident| $body:block) => {
+            if SPLICE {
+                for &(j0, j1, row, stride) in &runs {
+                    for j in j0..j1 {
+                        let $x = j - a.ja;
+                        let $vr = row.add((j - j0) * stride);
+                        $body
+                    }
+                }
+            } else {
+                for j in a.lo..a.hi {
+                    let $x = j - a.ja;
+                    let $vr = pk.v.as_ptr().add(j * pk.v_stride);
+                    $body
+                }
+            }
+        };
+    }
     let full = (1u128 << (NP * PANEL)) - 1;
     let range = {
         let (lo, hi) = (a.lo - a.ja, a.hi - a.ja);
@@ -232,9 +280,8 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
                 t[r][x] = _mm512_mul_ps(al[r], _mm512_loadu_ps(accp.add(r * d + c0 + 16 * x)));
             }
         }
-        for j in a.lo..a.hi {
-            let x = j - a.ja;
-            let vr = v_row(j).add(c0);
+        each_key!(|row, x| {
+            let vr = row.add(c0);
             let vv = [
                 _mm512_loadu_ps(vr),
                 _mm512_loadu_ps(vr.add(16)),
@@ -247,7 +294,7 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
                     t[r][y] = _mm512_fmadd_ps(pb, vv[y], t[r][y]);
                 }
             }
-        }
+        });
         for r in 0..GROUP {
             for x in 0..4 {
                 _mm512_storeu_ps(accp.add(r * d + c0 + 16 * x), t[r][x]);
@@ -262,13 +309,12 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
         for r in 0..GROUP {
             t[r] = _mm512_mul_ps(al[r], _mm512_maskz_loadu_ps(k, accp.add(r * d + c0)));
         }
-        for j in a.lo..a.hi {
-            let x = j - a.ja;
-            let vv = _mm512_maskz_loadu_ps(k, v_row(j).add(c0));
+        each_key!(|row, x| {
+            let vv = _mm512_maskz_loadu_ps(k, row.add(c0));
             for r in 0..GROUP {
                 t[r] = _mm512_fmadd_ps(_mm512_set1_ps(pbuf[r][x]), vv, t[r]);
             }
-        }
+        });
         for r in 0..GROUP {
             _mm512_mask_storeu_ps(accp.add(r * d + c0), k, t[r]);
         }
