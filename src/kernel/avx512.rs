@@ -60,12 +60,13 @@ struct SpliceLanes {
 /// (with `SPLICE`, `sp`'s lanes of its panel from its keys instead).
 ///
 /// # Safety
-/// AVX-512F and FMA must be available; `q` holds 4 · d floats, `kt` NP · d · 16, and with
-/// `SPLICE` `sp.kt` d · 16.
+/// AVX-512F and FMA must be available; `q` holds 4 rows of d floats, `qs` floats apart, `kt`
+/// NP · d · 16, and with `SPLICE` `sp.kt` d · 16.
 #[inline]
 #[target_feature(enable = "avx512f,avx512vl,fma")]
 unsafe fn qk<const NP: usize, const SPLICE: bool>(
     q: *const f32,
+    qs: usize,
     d: usize,
     kt: *const f32,
     sp: &SpliceLanes,
@@ -74,9 +75,9 @@ unsafe fn qk<const NP: usize, const SPLICE: bool>(
     for c in 0..d {
         let qb = [
             _mm512_set1_ps(*q.add(c)),
-            _mm512_set1_ps(*q.add(d + c)),
-            _mm512_set1_ps(*q.add(2 * d + c)),
-            _mm512_set1_ps(*q.add(3 * d + c)),
+            _mm512_set1_ps(*q.add(qs + c)),
+            _mm512_set1_ps(*q.add(2 * qs + c)),
+            _mm512_set1_ps(*q.add(3 * qs + c)),
         ];
         for p in 0..NP {
             let mut kv = _mm512_loadu_ps(kt.add((p * d + c) * PANEL));
@@ -153,12 +154,12 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
     let pk = a.pk;
     let d = pk.d;
     debug_assert!(m.len() == GROUP && l.len() == GROUP && acc.len() == GROUP * d);
-    debug_assert!((a.q_row + GROUP) * d <= pk.qs.len());
+    debug_assert!((a.q_row + GROUP - 1) * pk.q_stride + d <= pk.qs.len());
     debug_assert!((a.ja / PANEL + NP) * d * PANEL <= pk.kt.len());
     debug_assert!((a.hi - 1) * pk.v_stride + d <= pk.v.len());
     // SAFETY (all pointer reads below): bounds checked by the debug assertions above, which
     // `engine::chunk` guarantees: Q has n + GROUP rows, K is packed to whole panels, keys < n.
-    let q = pk.qs.as_ptr().add(a.q_row * d);
+    let q = pk.qs.as_ptr().add(a.q_row * pk.q_stride);
     let kt = pk.kt.as_ptr().add((a.ja / PANEL) * d * PANEL);
     let sp = match a.splice {
         Some(sp) if SPLICE => {
@@ -184,7 +185,7 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
             kt: std::ptr::null(),
         },
     };
-    let mut s = qk::<NP, SPLICE>(q, d, kt, &sp);
+    let mut s = qk::<NP, SPLICE>(q, pk.q_stride, d, kt, &sp);
     if pk.q_scale != 1.0 {
         let f = _mm512_set1_ps(pk.q_scale);
         for row in s.iter_mut() {

@@ -631,13 +631,13 @@ fn group<A: Arith, const NP: usize>(
     let width = NP * PANEL;
     // S = Q Kᵀ for 4 rows × NP panels.
     let mut s = [[[0f32; PANEL]; NP]; GROUP];
-    let q = &pk.qs[a.q_row * d..(a.q_row + GROUP) * d];
+    let q_row = |r: usize| {
+        let at = (a.q_row + r) * pk.q_stride;
+        &pk.qs[at..at + d]
+    };
     let p0 = a.ja / PANEL;
     let kt = &pk.kt[p0 * d * PANEL..(p0 + NP) * d * PANEL];
-    let (q0, rest) = q.split_at(d);
-    let (q1, rest) = rest.split_at(d);
-    let (q2, q3) = rest.split_at(d);
-    let q3 = &q3[..d];
+    let (q0, q1, q2, q3) = (q_row(0), q_row(1), q_row(2), q_row(3));
     for c in 0..d {
         let qc = [q0[c], q1[c], q2[c], q3[c]];
         for p in 0..NP {

@@ -59,6 +59,9 @@ pub(crate) struct Packed<'a> {
     pub qs: Cow<'a, [f32]>,
     /// Factor of the scores `qs · k` (`scale · log2(e)` for a Q read in place, else 1).
     pub q_scale: f32,
+    /// Floats from one row of `qs` to the next (`d`; `k · d` when a residue group's rows are
+    /// read in place from the input).
+    pub q_stride: usize,
     /// Kᵀ in panels of [`PANEL`] keys, `ceil(n / PANEL) · d · PANEL` floats.
     pub kt: Vec<f32>,
     /// V: row `j` is `v[j · v_stride ..][..d]`.
@@ -86,6 +89,7 @@ impl<'a> Packed<'a> {
             d,
             qs: Cow::Owned(pack_q(q, scale)),
             q_scale: 1.0,
+            q_stride: d,
             kt: pack_kt(k),
             v,
             v_stride: d,

@@ -526,6 +526,7 @@ impl Scratch {
             d,
             qs: Cow::Owned(std::mem::take(&mut self.q)),
             q_scale: 1.0,
+            q_stride: d,
             kt: std::mem::take(&mut self.kt),
             v,
             v_stride,
@@ -666,7 +667,12 @@ impl Work for GroupTask<'_, '_> {
         } = self;
         let (d, k) = (src.d, plan.k.unwrap_or(1));
         let keys = plan.group_keys(size, m1);
-        gather_q(&mut scratch.q, src.q, d, src.f, (m0..m1).map(|m| r + k * m));
+        // Q is read in place, rows k · d floats apart (the scale goes to the scores), unless
+        // the task's last group of 4 rows would reach past the group's last row.
+        let in_place = m0 + (m1 - m0).div_ceil(GROUP) * GROUP <= size;
+        if !in_place {
+            gather_q(&mut scratch.q, src.q, d, src.f, (m0..m1).map(|m| r + k * m));
+        }
         gather_kt::<A>(&mut scratch.kt, src.k, d, (0..keys).map(|j| r + k * j));
         // V of the group, rows r, r + k, r + 2k, …, copied: read in place, rows k · d floats
         // apart fall into the same few L1 cache sets (and each needs its own TLB entry), and
@@ -678,7 +684,14 @@ impl Work for GroupTask<'_, '_> {
             let i = r + k * j;
             v.extend_from_slice(&src.v[i * d..(i + 1) * d]);
         }
-        let pk = scratch.take(keys, d, Cow::Owned(v), d);
+        let mut pk = scratch.take(keys, d, Cow::Owned(v), d);
+        if in_place {
+            let rows = Cow::Borrowed(&src.q[(r + k * m0) * d..]);
+            if let Cow::Owned(q) = std::mem::replace(&mut pk.qs, rows) {
+                scratch.q = q; // kept for a later task that gathers
+            }
+            (pk.q_scale, pk.q_stride) = (src.f, k * d);
+        }
         let st = &mut scratch.st;
         st.cells = 0;
         let e = plan.excluded();
@@ -813,6 +826,7 @@ impl Work for BandTask<'_, '_> {
             qs: Cow::Borrowed(&[]),
             // The band's Q, lent for the walk over these keys, with its scale.
             q_scale: pk.q_scale,
+            q_stride: d,
             kt: std::mem::take(&mut scratch.kt_extra),
             v,
             v_stride: d,
@@ -875,6 +889,7 @@ impl Work for BandTask<'_, '_> {
                             d,
                             qs: Cow::Borrowed(&sk.qs),
                             q_scale: sk.q_scale,
+                            q_stride: d,
                             kt: std::mem::take(&mut scratch.kt_block),
                             v: Cow::Borrowed(&src.v[b0 * d..b1 * d]),
                             v_stride: d,
