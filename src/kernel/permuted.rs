@@ -667,12 +667,6 @@ impl Work for GroupTask<'_, '_> {
         } = self;
         let (d, k) = (src.d, plan.k.unwrap_or(1));
         let keys = plan.group_keys(size, m1);
-        // Q is read in place, rows k · d floats apart (the scale goes to the scores), unless
-        // the task's last group of 4 rows would reach past the group's last row.
-        let in_place = m0 + (m1 - m0).div_ceil(GROUP) * GROUP <= size;
-        if !in_place {
-            gather_q(&mut scratch.q, src.q, d, src.f, (m0..m1).map(|m| r + k * m));
-        }
         gather_kt::<A>(&mut scratch.kt, src.k, d, (0..keys).map(|j| r + k * j));
         // V of the group, rows r, r + k, r + 2k, …, copied: read in place, rows k · d floats
         // apart fall into the same few L1 cache sets (and each needs its own TLB entry), and
@@ -685,13 +679,12 @@ impl Work for GroupTask<'_, '_> {
             v.extend_from_slice(&src.v[i * d..(i + 1) * d]);
         }
         let mut pk = scratch.take(keys, d, Cow::Owned(v), d);
-        if in_place {
-            let rows = Cow::Borrowed(&src.q[(r + k * m0) * d..]);
-            if let Cow::Owned(q) = std::mem::replace(&mut pk.qs, rows) {
-                scratch.q = q; // kept for a later task that gathers
-            }
-            (pk.q_scale, pk.q_stride) = (src.f, k * d);
+        // Q is read in place, rows k · d floats apart (the scale goes to the scores).
+        let in_place = Cow::Borrowed(&src.q[(r + k * m0) * d..]);
+        if let Cow::Owned(q) = std::mem::replace(&mut pk.qs, in_place) {
+            scratch.q = q; // kept for a tile that gathers
         }
+        (pk.q_scale, pk.q_stride) = (src.f, k * d);
         let st = &mut scratch.st;
         st.cells = 0;
         let e = plan.excluded();
@@ -699,6 +692,18 @@ impl Work for GroupTask<'_, '_> {
         for t0 in (m0..m1).step_by(TILE_ROWS) {
             let t1 = (t0 + TILE_ROWS).min(m1);
             let rows = t1 - t0;
+            // The tile's queries are rows `q_row ..` of `pk.qs`: in place, or gathered (with
+            // zero padding rows) when its last group of 4 rows would reach past the residue
+            // group's last row, i.e. past the input's end.
+            let gather = t0 + rows.div_ceil(GROUP) * GROUP > size;
+            let q_row = if gather {
+                gather_q(&mut scratch.q, src.q, d, src.f, (t0..t1).map(|m| r + k * m));
+                pk.qs = Cow::Owned(std::mem::take(&mut scratch.q));
+                (pk.q_scale, pk.q_stride) = (1.0, d);
+                0
+            } else {
+                t0 - m0
+            };
             st.reset(rows, d);
             if causal {
                 // Causal rows see a triangle, one interval of group-relative keys each
@@ -710,11 +715,11 @@ impl Work for GroupTask<'_, '_> {
                     *k = (0, e.map_or(m + 1, |e| m.saturating_sub(e)));
                 }
                 let none = [0u64; TILE_ROWS];
-                span::<A>(&pk, st, t0 - m0, &keys[..rows], &none, &[], None);
+                span::<A>(&pk, st, q_row, &keys[..rows], &none, &[], None);
             } else {
                 scratch.words.resize(rows, 0);
                 let words = &mut scratch.words[..rows];
-                // Group-relative keys; this tile's queries are rows `t0 − m0 ..` of `pk.qs`.
+                // Group-relative keys; this tile's queries are rows `q_row ..` of `pk.qs`.
                 for (ja, lo, hi) in chunks(0, size) {
                     let range = range_word(ja, lo, hi);
                     let mut all = true;
@@ -733,7 +738,7 @@ impl Work for GroupTask<'_, '_> {
                         *w = word;
                     }
                     let mask = if all { None } else { Some(&*words) };
-                    chunk::<A>(&pk, st, t0 - m0, ja, lo, hi, mask, Cells::Chunk);
+                    chunk::<A>(&pk, st, q_row, ja, lo, hi, mask, Cells::Chunk);
                 }
             }
             for x in 0..rows {
