@@ -636,8 +636,9 @@ impl<'a> TokenRows<'a> {
 }
 
 /// A group-pass task: rows `[m0, m1)` of residue group `r` (size `size`) against the group's
-/// keys. It gathers its own Q rows, the group's Kᵀ and V (rows strided by k in the input) into
-/// the worker's scratch, so the permuted copies are small and used while still in cache.
+/// keys. It gathers the group's Kᵀ and V (rows strided by k in the input) into the worker's
+/// scratch, so the permuted copies are small and used while still in cache; its Q rows are
+/// read in place.
 struct GroupTask<'s, 'a> {
     src: &'s Src<'a>,
     plan: Plan,
