@@ -158,7 +158,8 @@ unsafe fn group_with<const NP: usize, const SPLICE: bool>(
     debug_assert!((a.ja / PANEL + NP) * d * PANEL <= pk.kt.len());
     debug_assert!((a.hi - 1) * pk.v_stride + d <= pk.v.len());
     // SAFETY (all pointer reads below): bounds checked by the debug assertions above, which
-    // `engine::chunk` guarantees: Q has n + GROUP rows, K is packed to whole panels, keys < n.
+    // `engine::chunk` guarantees: Q has its 4 rows (padded, or real rows read in place), K is
+    // packed to whole panels, keys < n.
     let q = pk.qs.as_ptr().add(a.q_row * pk.q_stride);
     let kt = pk.kt.as_ptr().add((a.ja / PANEL) * d * PANEL);
     let sp = match a.splice {

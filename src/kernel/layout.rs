@@ -55,7 +55,7 @@ pub(crate) struct Packed<'a> {
     pub d: usize,
     /// Q · scale · log2(e), `(query rows + GROUP) × d`, padding rows zero; or Q as it is,
     /// read in place, when `q_scale` is not 1 (then rows past the last query row are other
-    /// queries' rows, whose results are never kept).
+    /// queries' rows, whose results are never kept). Row `r` starts at `r · q_stride`.
     pub qs: Cow<'a, [f32]>,
     /// Factor of the scores `qs · k` (`scale · log2(e)` for a Q read in place, else 1).
     pub q_scale: f32,

@@ -533,6 +533,15 @@ impl Scratch {
         }
     }
 
+    /// Makes `pk` read its queries in place: rows of `q`, `stride` floats apart, their scores
+    /// scaled by `f`. The packed Q buffer stays here for a later gather.
+    fn q_in_place<'a>(&mut self, pk: &mut Packed<'a>, q: &'a [f32], stride: usize, f: f32) {
+        if let Cow::Owned(buf) = std::mem::replace(&mut pk.qs, Cow::Borrowed(q)) {
+            self.q = buf;
+        }
+        (pk.q_scale, pk.q_stride) = (f, stride);
+    }
+
     /// Gives the buffers of `pk` back for the next task.
     fn give(&mut self, pk: Packed<'_>) {
         if let Cow::Owned(q) = pk.qs {
@@ -681,11 +690,7 @@ impl Work for GroupTask<'_, '_> {
         }
         let mut pk = scratch.take(keys, d, Cow::Owned(v), d);
         // Q is read in place, rows k · d floats apart (the scale goes to the scores).
-        let in_place = Cow::Borrowed(&src.q[(r + k * m0) * d..]);
-        if let Cow::Owned(q) = std::mem::replace(&mut pk.qs, in_place) {
-            scratch.q = q; // kept for a tile that gathers
-        }
-        (pk.q_scale, pk.q_stride) = (src.f, k * d);
+        scratch.q_in_place(&mut pk, &src.q[(r + k * m0) * d..], k * d, src.f);
         let st = &mut scratch.st;
         st.cells = 0;
         let e = plan.excluded();
@@ -799,10 +804,7 @@ impl Work for BandTask<'_, '_> {
         // Q is read in place (its rows are contiguous here; the scale goes to the scores),
         // unless the task's last group of 4 rows would read past the input's end.
         if (i1 + GROUP) * d <= src.q.len() {
-            if let Cow::Owned(q) = std::mem::replace(&mut pk.qs, Cow::Borrowed(&src.q[i0 * d..])) {
-                scratch.q = q; // kept for a later task that gathers
-            }
-            pk.q_scale = src.f;
+            scratch.q_in_place(&mut pk, &src.q[i0 * d..], d, src.f);
         } else {
             gather_q(pk.qs.to_mut(), src.q, d, src.f, i0..i1);
         }
